@@ -1,0 +1,478 @@
+/**
+ * The PRR's binding table: one *binding* (a softwire, RFC 7596) per customer port set.
+ *
+ *   binding id ──► subscriber name, CPE IPv6 address, tunnel endpoint (BR) index,
+ *                  shared IPv4 address, port set, tunnel MTU, counters
+ *
+ * Lookups on the packet path, both O(1) and allocation-free:
+ *   (shared IPv4, port) ──► binding id     IPv4 -> IPv6, and source validation IPv6 -> IPv4
+ *   CPE IPv6 (16 bytes in a buffer) ──► first binding id of that CPE (a chain links the rest)
+ *
+ * Port lookup, per shared address, is one of two shapes (see common/portset.ts for the rule):
+ *   - PSID mode, when every binding of the address is an RFC 7597 set with the same offset a
+ *     and PSID length k: the PSID is read out of the port arithmetically and indexes a table
+ *     of 2^k binding ids. Ports with A = 0 (the reserved low ports when a > 0) map to no PSID,
+ *     so the normal lookup simply misses (as Snabb's lwAFTR does).
+ *   - block mode, for contiguous ranges (and mixed sets): a coarse table of 1024 entries, one
+ *     per 64-port block, holding a binding id when the whole block belongs to one binding, or a
+ *     reference to a fine 64-entry table for blocks that several bindings share. Ranges
+ *     allocated in multiples of 64 ports never need a fine table.
+ *
+ * Ids are stable: a change of IPv6 address, MTU or port set keeps the id, so counters survive it.
+ * Memory: per binding a few typed-array slots (about 100 bytes); per shared address 4 KiB
+ * (block mode) or 4·2^k bytes (PSID mode); the IPv6 index is an open-addressing hash of Int32.
+ */
+import type { PortSet } from '../common/portset.js';
+import { PortSetError } from '../common/errors.js';
+
+export const NO_BINDING = -1; // shared address, but no binding holds this port
+export const NOT_SHARED = -2; // not one of the shared addresses
+
+const BLOCK_SHIFT = 6; // 64-port blocks
+const BLOCK = 1 << BLOCK_SHIFT;
+const BLOCKS = 65536 >>> BLOCK_SHIFT;
+
+/** Per shared IPv4 address: how its ports map to binding ids. */
+interface AddrPorts {
+  /** Number of bindings on this address. */
+  count: number;
+  /** PSID mode: offset a and PSID length k, ids by PSID (null in block mode). */
+  a: number;
+  k: number;
+  psidIds: Int32Array | null;
+  /** Block mode: per 64-port block, a binding id, NO_BINDING, or -(3 + fine table index). */
+  coarse: Int32Array | null;
+}
+
+export interface BindingInput {
+  subscriber: string;
+  ipv6: Buffer; // 16 bytes
+  ipv4: number;
+  ports: PortSet;
+  /** Index of the tunnel endpoint (BR) address the CPE talks to; 0 when there is one. */
+  br?: number;
+  /** Tunnel MTU toward this CPE (the IPv4 size that fits), 0 = the PRR default. */
+  mtu?: number;
+}
+
+export class BindingTable {
+  // Struct of arrays, grown by doubling; slot i is binding id i.
+  private cap: number;
+  private live: Uint8Array;
+  private ipv6s: Uint8Array;
+  private ipv4s: Uint32Array;
+  private brs: Uint16Array;
+  private mtus: Uint16Array;
+  private next6: Int32Array; // chain of bindings sharing one CPE IPv6 address
+  private sets: Array<PortSet | undefined>;
+  private names: Array<string | undefined>;
+  private freeIds: number[] = [];
+  private used = 0;
+  private nLive = 0;
+
+  private readonly addrs = new Map<number, AddrPorts>();
+  private fine: Int32Array[] = [];
+  private freeFine: number[] = [];
+
+  // IPv6 index: open addressing, linear probing; slot holds id + 1, 0 empty, -1 deleted.
+  private h6: Int32Array;
+  private h6Used = 0;
+
+  /** Called with the id of every binding that was added, changed or removed (for counters, metrics). */
+  onChange: ((id: number, what: 'add' | 'change' | 'remove') => void) | undefined;
+
+  constructor(capacity = 1024) {
+    this.cap = Math.max(16, capacity);
+    this.live = new Uint8Array(this.cap);
+    this.ipv6s = new Uint8Array(this.cap * 16);
+    this.ipv4s = new Uint32Array(this.cap);
+    this.brs = new Uint16Array(this.cap);
+    this.mtus = new Uint16Array(this.cap);
+    this.next6 = new Int32Array(this.cap).fill(-1);
+    this.sets = new Array<PortSet | undefined>(this.cap);
+    this.names = new Array<string | undefined>(this.cap);
+    this.h6 = new Int32Array(pow2AtLeast(this.cap * 2));
+  }
+
+  get size(): number {
+    return this.nLive;
+  }
+
+  /** Highest id ever handed out, plus one: counters sized to this cover every id. */
+  get idLimit(): number {
+    return this.used;
+  }
+
+  // ---- packet path -------------------------------------------------------------------------
+
+  /** The binding holding (ipv4, port), NO_BINDING, or NOT_SHARED. */
+  lookupPort(ipv4: number, port: number): number {
+    const e = this.addrs.get(ipv4);
+    if (e === undefined) return NOT_SHARED;
+    if (e.psidIds !== null) {
+      const m = 16 - e.a - e.k;
+      if (e.a > 0 && port >>> (16 - e.a) === 0) return NO_BINDING;
+      return e.psidIds[(port >>> m) & ((1 << e.k) - 1)]!;
+    }
+    const c = e.coarse![port >>> BLOCK_SHIFT]!;
+    if (c >= NO_BINDING) return c;
+    return this.fine[-3 - c]![port & (BLOCK - 1)]!;
+  }
+
+  /** Is this one of the addresses that bindings use? */
+  isShared(ipv4: number): boolean {
+    return this.addrs.has(ipv4);
+  }
+
+  /** First binding of the CPE whose IPv6 address is buf[off..off+16], or NO_BINDING. */
+  lookupIpv6(buf: Uint8Array, off: number): number {
+    const mask = this.h6.length - 1;
+    for (let s = hash16(buf, off) & mask; ; s = (s + 1) & mask) {
+      const v = this.h6[s]!;
+      if (v === 0) return NO_BINDING;
+      if (v > 0 && this.ipv6Is(v - 1, buf, off)) return v - 1;
+    }
+  }
+
+  /** Next binding of the same CPE IPv6 address, or NO_BINDING. */
+  nextOfIpv6(id: number): number {
+    return this.next6[id]!;
+  }
+
+  /** Does binding `id` belong to the CPE address buf[off..off+16]? */
+  ipv6Is(id: number, buf: Uint8Array, off: number): boolean {
+    const b = id * 16;
+    const a6 = this.ipv6s;
+    for (let i = 0; i < 16; i++) if (a6[b + i] !== buf[off + i]) return false;
+    return true;
+  }
+
+  /** Copy binding `id`'s CPE IPv6 address into out[off..off+16]. */
+  copyIpv6(id: number, out: Uint8Array, off: number): void {
+    out.set(this.ipv6s.subarray(id * 16, id * 16 + 16), off);
+  }
+
+  ipv4Of(id: number): number {
+    return this.ipv4s[id]!;
+  }
+
+  brOf(id: number): number {
+    return this.brs[id]!;
+  }
+
+  mtuOf(id: number): number {
+    return this.mtus[id]!;
+  }
+
+  setMtu(id: number, mtu: number): void {
+    this.mtus[id] = mtu;
+  }
+
+  // ---- control plane -----------------------------------------------------------------------
+
+  isLive(id: number): boolean {
+    return id >= 0 && id < this.used && this.live[id] === 1;
+  }
+
+  subscriberOf(id: number): string | undefined {
+    return this.live[id] === 1 ? this.names[id] : undefined;
+  }
+
+  portsOf(id: number): PortSet | undefined {
+    return this.live[id] === 1 ? this.sets[id] : undefined;
+  }
+
+  ipv6Of(id: number): Buffer {
+    return Buffer.from(this.ipv6s.subarray(id * 16, id * 16 + 16));
+  }
+
+  /** Ids of all live bindings, in id order. */
+  *ids(): IterableIterator<number> {
+    for (let i = 0; i < this.used; i++) if (this.live[i] === 1) yield i;
+  }
+
+  /** Ids of the bindings of one subscriber name (a linear scan: control plane only). */
+  findSubscriber(name: string): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < this.used; i++) if (this.live[i] === 1 && this.names[i] === name) out.push(i);
+    return out;
+  }
+
+  /** The live binding whose ports overlap `set` on `ipv4`, or NO_BINDING. */
+  overlapping(ipv4: number, set: PortSet, except = NO_BINDING): number {
+    if (!this.addrs.has(ipv4)) return NO_BINDING;
+    for (const [first, last] of set.chunks()) {
+      for (let p = first; p <= last; p++) {
+        const id = this.lookupPort(ipv4, p);
+        if (id >= 0 && id !== except) return id;
+        // Skip ahead within a block that is wholly free or wholly one binding.
+        if (id === NO_BINDING || id === except) {
+          const e = this.addrs.get(ipv4)!;
+          if (e.coarse !== null && e.coarse[p >>> BLOCK_SHIFT]! >= NO_BINDING) p = Math.min(last, (p | (BLOCK - 1)));
+        }
+      }
+    }
+    return NO_BINDING;
+  }
+
+  /** Add a binding; refuses a port set that overlaps another binding on the same address. */
+  add(b: BindingInput): number {
+    if (b.ipv6.length !== 16) throw new PortSetError(`binding ${b.subscriber}: IPv6 address must be 16 bytes`);
+    const clash = this.overlapping(b.ipv4, b.ports);
+    if (clash >= 0) {
+      throw new PortSetError(`binding ${b.subscriber}: ports ${b.ports.toString()} overlap subscriber ${this.names[clash]} (${this.sets[clash]!.toString()})`);
+    }
+    const id = this.freeIds.length > 0 ? this.freeIds.pop()! : this.used++;
+    if (id >= this.cap) this.grow();
+    this.live[id] = 1;
+    this.names[id] = b.subscriber;
+    this.writeFields(id, b);
+    this.index6(id);
+    this.placePorts(id, b.ipv4, b.ports);
+    this.nLive++;
+    this.onChange?.(id, 'add');
+    return id;
+  }
+
+  /**
+   * Change a binding in place (new IPv6 address, shared address, port set, BR or MTU): the id,
+   * and so its counters, stay. Traffic of other bindings is not touched. Refuses overlap.
+   */
+  change(id: number, b: BindingInput): void {
+    if (!this.isLive(id)) throw new PortSetError(`binding ${id} does not exist`);
+    const clash = this.overlapping(b.ipv4, b.ports, id);
+    if (clash >= 0) {
+      throw new PortSetError(`binding ${b.subscriber}: ports ${b.ports.toString()} overlap subscriber ${this.names[clash]} (${this.sets[clash]!.toString()})`);
+    }
+    const oldV4 = this.ipv4s[id]!;
+    const oldSet = this.sets[id]!;
+    const samePorts = oldV4 === b.ipv4 && oldSet.equals(b.ports);
+    const sameV6 = this.ipv6Is(id, b.ipv6, 0);
+    if (!sameV6) this.unindex6(id);
+    if (!samePorts) this.clearPorts(id, oldV4, oldSet);
+    this.names[id] = b.subscriber;
+    this.writeFields(id, b);
+    if (!sameV6) this.index6(id);
+    if (!samePorts) this.placePorts(id, b.ipv4, b.ports);
+    this.onChange?.(id, 'change');
+  }
+
+  remove(id: number): void {
+    if (!this.isLive(id)) return;
+    this.unindex6(id);
+    this.clearPorts(id, this.ipv4s[id]!, this.sets[id]!);
+    this.live[id] = 0;
+    this.sets[id] = undefined;
+    this.names[id] = undefined;
+    this.freeIds.push(id);
+    this.nLive--;
+    this.onChange?.(id, 'remove');
+  }
+
+  private writeFields(id: number, b: BindingInput): void {
+    this.ipv6s.set(b.ipv6, id * 16);
+    this.ipv4s[id] = b.ipv4 >>> 0;
+    this.brs[id] = b.br ?? 0;
+    this.mtus[id] = b.mtu ?? 0;
+    this.sets[id] = b.ports;
+  }
+
+  private grow(): void {
+    const cap = this.cap * 2;
+    const g8 = (a: Uint8Array, n: number): Uint8Array => {
+      const x = new Uint8Array(n);
+      x.set(a);
+      return x;
+    };
+    this.live = g8(this.live, cap);
+    this.ipv6s = g8(this.ipv6s, cap * 16);
+    const ipv4s = new Uint32Array(cap);
+    ipv4s.set(this.ipv4s);
+    this.ipv4s = ipv4s;
+    const brs = new Uint16Array(cap);
+    brs.set(this.brs);
+    this.brs = brs;
+    const mtus = new Uint16Array(cap);
+    mtus.set(this.mtus);
+    this.mtus = mtus;
+    const next6 = new Int32Array(cap).fill(-1);
+    next6.set(this.next6);
+    this.next6 = next6;
+    this.sets.length = cap;
+    this.names.length = cap;
+    this.cap = cap;
+    if (this.h6.length < cap * 2) this.rehash6(pow2AtLeast(cap * 2));
+  }
+
+  // ---- IPv6 index --------------------------------------------------------------------------
+
+  private index6(id: number): void {
+    const head = this.lookupIpv6(this.ipv6s, id * 16);
+    if (head >= 0) {
+      // Another binding of the same CPE: chain after the head.
+      this.next6[id] = this.next6[head]!;
+      this.next6[head] = id;
+      return;
+    }
+    this.next6[id] = NO_BINDING;
+    if ((this.h6Used + 1) * 2 > this.h6.length) this.rehash6(this.h6.length * 2);
+    const mask = this.h6.length - 1;
+    let s = hash16(this.ipv6s, id * 16) & mask;
+    while (this.h6[s]! > 0) s = (s + 1) & mask;
+    if (this.h6[s] === 0) this.h6Used++;
+    this.h6[s] = id + 1;
+  }
+
+  private unindex6(id: number): void {
+    const mask = this.h6.length - 1;
+    let s = hash16(this.ipv6s, id * 16) & mask;
+    for (; this.h6[s] !== 0; s = (s + 1) & mask) {
+      const v = this.h6[s]!;
+      if (v > 0 && this.ipv6Is(v - 1, this.ipv6s, id * 16)) break;
+    }
+    const head = this.h6[s]! - 1;
+    if (head < 0) return;
+    if (head === id) {
+      const nxt = this.next6[id]!;
+      this.h6[s] = nxt >= 0 ? nxt + 1 : -1;
+    } else {
+      let p = head;
+      while (this.next6[p] !== id && this.next6[p]! >= 0) p = this.next6[p]!;
+      if (this.next6[p] === id) this.next6[p] = this.next6[id]!;
+    }
+    this.next6[id] = NO_BINDING;
+  }
+
+  private rehash6(size: number): void {
+    const old = this.h6;
+    this.h6 = new Int32Array(size);
+    this.h6Used = 0;
+    const mask = size - 1;
+    for (const v of old) {
+      if (v <= 0) continue;
+      let s = hash16(this.ipv6s, (v - 1) * 16) & mask;
+      while (this.h6[s] !== 0) s = (s + 1) & mask;
+      this.h6[s] = v;
+      this.h6Used++;
+    }
+  }
+
+  // ---- port index --------------------------------------------------------------------------
+
+  private placePorts(id: number, ipv4: number, set: PortSet): void {
+    let e = this.addrs.get(ipv4);
+    const psid = set.psid;
+    if (e === undefined) {
+      e = { count: 0, a: 0, k: 0, psidIds: null, coarse: null };
+      if (psid !== undefined) {
+        e.a = psid.offset;
+        e.k = psid.length;
+        e.psidIds = new Int32Array(1 << psid.length).fill(NO_BINDING);
+      } else {
+        e.coarse = new Int32Array(BLOCKS).fill(NO_BINDING);
+      }
+      this.addrs.set(ipv4, e);
+    }
+    if (e.psidIds !== null && (psid === undefined || psid.offset !== e.a || psid.length !== e.k)) this.toBlockMode(ipv4, e);
+    e.count++;
+    if (e.psidIds !== null) {
+      e.psidIds[psid!.id] = id;
+      return;
+    }
+    for (const [first, last] of set.chunks()) this.fillRange(e, first, last, id);
+  }
+
+  private clearPorts(id: number, ipv4: number, set: PortSet): void {
+    const e = this.addrs.get(ipv4);
+    if (e === undefined) return;
+    if (e.psidIds !== null) {
+      const psid = set.psid!;
+      if (e.psidIds[psid.id] === id) e.psidIds[psid.id] = NO_BINDING;
+    } else {
+      for (const [first, last] of set.chunks()) this.fillRange(e, first, last, NO_BINDING, id);
+    }
+    if (--e.count === 0) {
+      if (e.coarse !== null) for (const c of e.coarse) if (c < NO_BINDING) this.freeFine.push(-3 - c);
+      this.addrs.delete(ipv4);
+    }
+  }
+
+  /** Re-index an address in block mode (a binding of another shape arrived). */
+  private toBlockMode(ipv4: number, e: AddrPorts): void {
+    const ids = e.psidIds!;
+    e.psidIds = null;
+    e.coarse = new Int32Array(BLOCKS).fill(NO_BINDING);
+    for (const id of ids) {
+      if (id < 0) continue;
+      for (const [first, last] of this.sets[id]!.chunks()) this.fillRange(e, first, last, id);
+    }
+    void ipv4;
+  }
+
+  /** Set ports first..last to `id` (or, when clearing, to NO_BINDING where they hold `only`). */
+  private fillRange(e: AddrPorts, first: number, last: number, id: number, only?: number): void {
+    const coarse = e.coarse!;
+    let p = first;
+    while (p <= last) {
+      const blk = p >>> BLOCK_SHIFT;
+      const blkFirst = blk << BLOCK_SHIFT;
+      const blkLast = blkFirst + BLOCK - 1;
+      const c = coarse[blk]!;
+      if (p === blkFirst && last >= blkLast && c >= NO_BINDING) {
+        // The whole block changes owner.
+        if (only === undefined || c === only) coarse[blk] = id;
+        p = blkLast + 1;
+        continue;
+      }
+      // Part of a block: use (or make) its fine table.
+      let f: Int32Array;
+      if (c < NO_BINDING) f = this.fine[-3 - c]!;
+      else {
+        const idx = this.freeFine.length > 0 ? this.freeFine.pop()! : this.fine.length;
+        f = this.fine[idx] ?? new Int32Array(BLOCK);
+        this.fine[idx] = f;
+        f.fill(c);
+        coarse[blk] = -3 - idx;
+      }
+      const end = Math.min(last, blkLast);
+      for (let q = p; q <= end; q++) if (only === undefined || f[q & (BLOCK - 1)] === only) f[q & (BLOCK - 1)] = id;
+      // A fine table whose 64 entries agree folds back into the coarse entry.
+      const v0 = f[0]!;
+      let same = true;
+      for (let i = 1; i < BLOCK && same; i++) same = f[i] === v0;
+      if (same) {
+        this.freeFine.push(-3 - coarse[blk]!);
+        coarse[blk] = v0;
+      }
+      p = end + 1;
+    }
+  }
+
+  /** Memory held by the table's typed arrays, in bytes (for the scale bench and metrics). */
+  bytes(): number {
+    let n = this.live.byteLength + this.ipv6s.byteLength + this.ipv4s.byteLength + this.brs.byteLength;
+    n += this.mtus.byteLength + this.next6.byteLength + this.h6.byteLength;
+    for (const e of this.addrs.values()) n += (e.coarse?.byteLength ?? 0) + (e.psidIds?.byteLength ?? 0);
+    for (const f of this.fine) n += f.byteLength;
+    return n;
+  }
+}
+
+function pow2AtLeast(n: number): number {
+  let p = 16;
+  while (p < n) p *= 2;
+  return p;
+}
+
+/** A 32-bit hash of 16 bytes (FNV-1a over four 32-bit words, then a final mix). */
+function hash16(b: Uint8Array, o: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < 16; i += 4) {
+    const w = (b[o + i]! << 24) | (b[o + i + 1]! << 16) | (b[o + i + 2]! << 8) | b[o + i + 3]!;
+    h = Math.imul(h ^ w, 0x01000193);
+  }
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  return h >>> 0;
+}

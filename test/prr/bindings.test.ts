@@ -1,0 +1,150 @@
+import t from 'tap';
+import { BindingTable, NO_BINDING, NOT_SHARED, type BindingInput } from '../../prr/bindings.js';
+import { PortRange, PsidSet, parsePortSet, type PortSet } from '../../common/portset.js';
+
+const V4 = 0xc0000201; // 192.0.2.1
+const v6 = (n: number): Buffer => {
+  const b = Buffer.alloc(16);
+  b.writeUInt32BE(0x20010db8, 0);
+  b.writeUInt32BE(n, 12);
+  return b;
+};
+const bind = (subscriber: string, n: number, ports: PortSet, ipv4 = V4): BindingInput => ({ subscriber, ipv6: v6(n), ipv4, ports });
+
+/** Reference answer: scan every binding's set. */
+function brute(tbl: BindingTable, ipv4: number, port: number): number {
+  let shared = false;
+  for (const id of tbl.ids()) {
+    if (tbl.ipv4Of(id) !== ipv4) continue;
+    shared = true;
+    if (tbl.portsOf(id)!.has(port)) return id;
+  }
+  return shared ? NO_BINDING : NOT_SHARED;
+}
+
+t.test('the original layout: two CPEs share one address with 10000-11000 and 11001-12000', async (t) => {
+  const tbl = new BindingTable();
+  const c1 = tbl.add(bind('cpe1', 1, new PortRange(10000, 11000)));
+  const c2 = tbl.add(bind('cpe2', 2, new PortRange(11001, 12000)));
+  for (const [port, want] of [[9999, NO_BINDING], [10000, c1], [10500, c1], [11000, c1], [11001, c2], [12000, c2], [12001, NO_BINDING], [0, NO_BINDING], [65535, NO_BINDING]] as const) {
+    t.equal(tbl.lookupPort(V4, port), want, `port ${port}`);
+  }
+  t.equal(tbl.lookupPort(V4 + 1, 10000), NOT_SHARED, 'another address is not shared');
+  t.equal(tbl.lookupIpv6(v6(1), 0), c1);
+  t.equal(tbl.lookupIpv6(v6(2), 0), c2);
+  t.equal(tbl.lookupIpv6(v6(3), 0), NO_BINDING);
+  t.ok(tbl.ipv6Is(c1, v6(1), 0));
+  t.notOk(tbl.ipv6Is(c1, v6(2), 0));
+  t.throws(() => tbl.add(bind('cpe3', 3, new PortRange(10990, 11010))), /overlap subscriber cpe1/, 'overlap refused');
+  t.equal(tbl.size, 2, 'refused add changed nothing');
+  t.equal(tbl.lookupPort(V4, 11005), c2);
+});
+
+t.test('PSID mode: arithmetic lookup, reserved ports miss', async (t) => {
+  const tbl = new BindingTable();
+  const ids: number[] = [];
+  for (let psid = 0; psid < 64; psid += 3) ids[psid] = tbl.add(bind(`p${psid}`, psid + 10, new PsidSet(6, 6, psid)));
+  for (let port = 0; port < 65536; port += 7) t.equal(tbl.lookupPort(V4, port), brute(tbl, V4, port), `port ${port}`);
+  t.equal(tbl.lookupPort(V4, 80), NO_BINDING, 'A = 0 ports belong to nobody');
+  t.equal(tbl.lookupPort(V4, 1024 + 3 * 16), ids[3], 'first port of PSID 3');
+});
+
+t.test('mixed shapes on one address fall back to block mode and stay exact', async (t) => {
+  const tbl = new BindingTable();
+  tbl.add(bind('a', 1, new PsidSet(6, 6, 1)));
+  tbl.add(bind('b', 2, new PsidSet(6, 6, 2)));
+  tbl.add(bind('c', 3, new PsidSet(6, 4, 15))); // other k: block mode
+  tbl.add(bind('d', 4, new PortRange(64000, 64003))); // inside PSID 15 of k=4? check exactness anyway
+  let bad = 0;
+  for (let port = 0; port < 65536; port++) if (tbl.lookupPort(V4, port) !== brute(tbl, V4, port)) bad++;
+  t.equal(bad, 0, 'every port agrees with a scan of the sets');
+});
+
+t.test('random adds, changes and removes agree with a brute-force model', async (t) => {
+  const tbl = new BindingTable(16);
+  let seed = 7;
+  const rnd = (n: number): number => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n);
+  const addrs = [V4, V4 + 1, V4 + 2];
+  const live = new Map<string, number>();
+  let refused = 0;
+  for (let step = 0; step < 600; step++) {
+    const op = rnd(10);
+    const name = `s${rnd(80)}`;
+    const first = 1024 + rnd(60000);
+    const set = rnd(3) === 0 ? new PsidSet(6, 6, rnd(64)) : new PortRange(first, Math.min(65535, first + rnd(3000)));
+    const input = bind(name, rnd(40), set, addrs[rnd(3)]!);
+    try {
+      if (live.has(name) && op < 3) {
+        tbl.remove(live.get(name)!);
+        live.delete(name);
+      } else if (live.has(name)) {
+        const id = live.get(name)!;
+        tbl.change(id, input);
+        t.equal(tbl.findSubscriber(name)[0], id, 'id stable across a change');
+      } else {
+        live.set(name, tbl.add(input));
+      }
+    } catch (err) {
+      t.match((err as Error).message, /overlap/);
+      refused++;
+    }
+  }
+  t.ok(refused > 0, `some overlaps were refused (${refused})`);
+  t.equal(tbl.size, live.size);
+  let bad = 0;
+  for (const a of addrs) for (let port = 0; port < 65536; port += 13) if (tbl.lookupPort(a, port) !== brute(tbl, a, port)) bad++;
+  t.equal(bad, 0, 'port index agrees with the sets');
+  // IPv6 index: every live binding is reachable through its address chain.
+  for (const id of tbl.ids()) {
+    let found = false;
+    for (let x = tbl.lookupIpv6(tbl.ipv6Of(id), 0); x !== NO_BINDING; x = tbl.nextOfIpv6(x)) if (x === id) found = true;
+    t.ok(found, `binding ${id} found by its IPv6 address`);
+  }
+});
+
+t.test('change keeps the id; remove frees the ports; several bindings per CPE', async (t) => {
+  const tbl = new BindingTable();
+  const changes: string[] = [];
+  tbl.onChange = (id, what) => changes.push(`${what}:${id}`);
+  const a = tbl.add(bind('a', 1, new PortRange(2000, 2999)));
+  const a2 = tbl.add(bind('a', 1, new PortRange(5000, 5999)));
+  t.equal(tbl.lookupIpv6(v6(1), 0) === a || tbl.lookupIpv6(v6(1), 0) === a2, true);
+  t.same(new Set([tbl.lookupIpv6(v6(1), 0), tbl.nextOfIpv6(tbl.lookupIpv6(v6(1), 0))]), new Set([a, a2]), 'both in the chain');
+  tbl.change(a, bind('a', 9, new PortRange(3000, 3999)));
+  t.equal(tbl.lookupPort(V4, 2500), NO_BINDING, 'old ports released');
+  t.equal(tbl.lookupPort(V4, 3500), a, 'new ports bound to the same id');
+  t.equal(tbl.lookupIpv6(v6(9), 0), a, 'new IPv6 indexed');
+  t.equal(tbl.lookupIpv6(v6(1), 0), a2, 'the other binding of the old address remains');
+  tbl.remove(a2);
+  t.equal(tbl.lookupIpv6(v6(1), 0), NO_BINDING);
+  t.equal(tbl.lookupPort(V4, 5500), NO_BINDING);
+  tbl.remove(a);
+  t.equal(tbl.lookupPort(V4, 3500), NOT_SHARED, 'an address with no bindings is no longer shared');
+  t.same(changes, [`add:${a}`, `add:${a2}`, `change:${a}`, `remove:${a2}`, `remove:${a}`]);
+  t.throws(() => tbl.change(a, bind('a', 1, parsePortSet('4000-4100'))), /does not exist/);
+});
+
+t.test('1,000,000 bindings: lookups exact, memory small', async (t) => {
+  const N = 1_000_000;
+  const perAddr = 63; // 63 sets of 1024 ports above 1024
+  const tbl = new BindingTable(N);
+  const ip = Buffer.alloc(16);
+  ip.writeUInt32BE(0x20010db8, 0);
+  const base = 0xc6336400; // addresses are numbers here; this table does not check prefixes
+  for (let i = 0; i < N; i++) {
+    ip.writeUInt32BE(i, 12);
+    const slot = i % perAddr;
+    tbl.add({ subscriber: `c${i}`, ipv6: ip, ipv4: base + Math.floor(i / perAddr), ports: new PortRange(1024 + slot * 1024, 1024 + slot * 1024 + 1023) });
+  }
+  t.equal(tbl.size, N);
+  let bad = 0;
+  for (let i = 0; i < N; i += 997) {
+    const slot = i % perAddr;
+    if (tbl.lookupPort(base + Math.floor(i / perAddr), 1024 + slot * 1024 + 500) !== i) bad++;
+    ip.writeUInt32BE(i, 12);
+    if (tbl.lookupIpv6(ip, 0) !== i) bad++;
+  }
+  t.equal(bad, 0, 'sampled lookups exact');
+  const mb = tbl.bytes() / 2 ** 20;
+  t.ok(mb < 256, `typed arrays of the table: ${mb.toFixed(1)} MiB`);
+});
