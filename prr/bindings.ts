@@ -149,7 +149,9 @@ export class BindingTable {
 
   /** Copy binding `id`'s CPE IPv6 address into out[off..off+16]. */
   copyIpv6(id: number, out: Uint8Array, off: number): void {
-    out.set(this.ipv6s.subarray(id * 16, id * 16 + 16), off);
+    const a6 = this.ipv6s;
+    const b = id * 16;
+    for (let i = 0; i < 16; i++) out[off + i] = a6[b + i]!;
   }
 
   ipv4Of(id: number): number {

@@ -119,3 +119,21 @@ export const ICMP6_ECHO_REPLY = 129;
 
 // Tunnel arithmetic.
 export const TUNNEL_OVERHEAD = IPV6_HLEN; // IPv4-in-IPv6 adds one IPv6 header, no options
+
+// Added with the codecs: fields and limits the first list did not name.
+export const IPV4_VERSION = 4;
+export const IPV6_VERSION = 6;
+export const IPV4_OPT_EOL = 0; // RFC 791 option types
+export const IPV4_OPT_NOP = 1;
+export const IPV4_OPT_COPIED = 0x80; // "copied" flag: the option goes into every fragment
+export const IPV6_EXT_OFF_NEXT = 0; // every extension header starts with next header ...
+export const IPV6_EXT_OFF_LEN = 1; // ... and (except Fragment) a length byte
+export const IPV6_FRAG_OFF_OFFSET = 2; // fragment offset (13 bits, 8-byte units) + M flag
+export const IPV6_FRAG_OFF_ID = 4;
+export const IPV6_FRAG_OFFSET_MASK = 0xfff8;
+export const IPV6_FRAG_FLAG_M = 0x0001;
+export const TCP_MAX_HLEN = 60;
+export const TCP_OPT_MSS_LEN = 4;
+export const ICMP4_ERROR_MAX_LEN = 576; // RFC 1812 §4.3.2.3: an ICMP error datagram's size cap
+export const ICMP6_ERROR_MAX_LEN = IPV6_MIN_MTU; // RFC 4443 §2.4 (c)
+export const ICMP6_INFO_MIN = 128; // ICMPv6 types below this are errors (RFC 4443 §2.1)

@@ -1,19 +1,36 @@
 /**
  * The schema of /etc/prr/prr.ini (see prr/prr.ini.example for a commented file).
  *
- *   [prr]            tunnel endpoint(s), TUN name, shared IPv4 pools, policy switches, control socket
- *   [tunnel]         mtu
+ *   [prr]            own IPv4, tunnel endpoint(s), TUN name, shared IPv4 pools, switches, control socket
+ *   [tunnel]         mtu: the IPv4 MTU inside the tunnel
+ *   [internal]       the IPv6 side toward the CPEs: link MTU, ICMP, reassembly bounds
+ *   [external]       the IPv4 side toward the Internet: the same keys
  *   [metrics]        Prometheus listener and the per-subscriber series cap
- *   [subscriber.X]   static bindings: CPE IPv6 address, shared IPv4 address, port set
+ *   [subscriber.X]   static bindings: CPE IPv6 address, shared IPv4 address, port set, tunnel endpoint
  *
- * Cross-field rules, checked at load: pools do not overlap; a static subscriber's shared IPv4 is in
- * a pool; its ports avoid 0-1023 unless allow_system_ports; no two subscribers share a CPE IPv6
- * address or overlap on the same shared IPv4 address (the error names both).
+ * MTUs. `[internal] mtu` is the IPv6 MTU of the path toward the CPEs (default 1500);
+ * `[tunnel] mtu` is the IPv4 MTU that fits inside it (the TUN MTU, the MTU the PRR fragments to or
+ * reports in ICMPv4 Fragmentation Needed). `auto` (the default) is `[internal] mtu` - 40 (1460 for
+ * 1500, 1240 for 1280). An explicit `[tunnel] mtu` may be lower than that (a narrower link further
+ * along the path) but never higher: the PRR does not rely on IPv6 fragmentation of its own tunnel
+ * packets. `[external] mtu` is the IPv4 MTU toward the Internet, independent of the tunnel.
+ *
+ * `[prr] ipv4` is required: the PRR's own IPv4 address, the source of the ICMPv4 errors it sends
+ * (Fragmentation Needed, unreachables). It cannot be derived from the pools, whose addresses and
+ * ports belong to customers, so it must lie outside every pool.
+ *
+ * Cross-field rules, checked at load: pools do not overlap; the PRR's ipv4 is unicast and outside
+ * the pools; tunnel_ipv6 has no duplicates; `[tunnel] mtu` <= `[internal] mtu` - 40; a static
+ * subscriber's shared IPv4 is in a pool; its ports avoid 0-1023 unless allow_system_ports; its
+ * `br` is one of tunnel_ipv6; its ipv6 is not a tunnel endpoint; no two subscribers share a CPE
+ * IPv6 address or overlap on the same shared IPv4 address (the error names both).
  */
+import { IPV6_HLEN } from '../codec/constants.js';
+import { ConfigError } from '../errors.js';
 import { FIRST_USER_PORT, type PortSet } from '../portset.js';
 import { loadIni, parseIniText } from './load.js';
 import * as s from './schema.js';
-import { formatIpv4, parseInteger } from './values.js';
+import { formatIpv4, parseDuration, parseInteger } from './values.js';
 
 export type PerSubscriber = { mode: 'all' } | { mode: 'none' } | { mode: 'top'; n: number };
 
@@ -28,9 +45,67 @@ export function perSubscriberField<const O extends s.Common<PerSubscriber> = {}>
   }, o);
 }
 
+/** At most `packets` per `seconds`. */
+export interface Rate {
+  packets: number;
+  seconds: number;
+}
+
+export const RATE_MAX_PACKETS = 1_000_000_000;
+export const RATE_MAX_SECONDS = 3600;
+
+/**
+ * `1000/1s`, `100/10s`, `6000/1m`, `1000/s`, or a plain `1000` (per second). The interval is a
+ * duration as everywhere else in the config (whole seconds, 1s..1h). Zero is refused: to send no
+ * ICMP errors at all, set generate_icmp_errors = false.
+ */
+export function parseRate(text: string): Rate | undefined {
+  const m = /^(\d{1,10})\s*(?:\/\s*(\S+))?$/.exec(text.trim());
+  if (m === null || m[1] === undefined) return undefined;
+  const packets = Number(m[1]);
+  const unit = m[2]?.toLowerCase();
+  const seconds = unit === undefined ? 1 : parseDuration(/^[smhd]$/.test(unit) ? `1${unit}` : unit);
+  if (seconds === undefined || seconds < 1 || seconds > RATE_MAX_SECONDS || packets > RATE_MAX_PACKETS) return undefined;
+  if (packets === 0) throw new ConfigError('a rate of 0 sends nothing; set generate_icmp_errors = false instead');
+  return { packets, seconds };
+}
+
+export function rateField<const O extends s.Common<Rate> = {}>(o?: O) {
+  return s.custom<Rate, O>('packets per interval (1000/1s, 100/10s) or packets per second (1000)', (raw) => parseRate(raw), o);
+}
+
+/** Bounds of `[internal] mtu`: an IPv6 link MTU (RFC 8200: at least 1280). */
+export const INTERNAL_MTU_MIN = 1280;
+export const INTERNAL_MTU_MAX = 65535;
+/** Bounds of `[external] mtu`: an IPv4 link MTU (RFC 791: at least 68). */
+export const EXTERNAL_MTU_MIN = 68;
+export const EXTERNAL_MTU_MAX = 65535;
+
+/** The keys of `[internal]` and `[external]`; only the MTU bounds differ. */
+function side<const Min extends number, const Max extends number>(mtuMin: Min, mtuMax: Max) {
+  return {
+    /** Link MTU of this side (IPv6 inside, IPv4 outside). */
+    mtu: s.int({ min: mtuMin, max: mtuMax, default: 1500 }),
+    /** Send ICMP errors out of this side. */
+    generate_icmp_errors: s.bool({ default: true }),
+    /** Accept ICMP arriving on this side (beyond what the tunnel needs). */
+    allow_incoming_icmp: s.bool({ default: true }),
+    /** Token bucket for the ICMP errors generated toward this side. */
+    icmp_rate_limit: rateField({ default: { packets: 1000, seconds: 1 } }),
+    /** Packets in reassembly at once. */
+    reassembly_max_packets: s.int({ min: 1, max: 1_048_576, default: 1024 }),
+    /** Fragments per packet (a 65535-byte packet cut in 8-byte pieces has 8192). */
+    reassembly_max_fragments: s.int({ min: 2, max: 8192, default: 40 }),
+    /** How long a partly reassembled packet is kept. */
+    reassembly_timeout: s.duration({ min: 1, max: 120, default: 2 }),
+  };
+}
+
 const sections = {
   prr: {
-    /** The PRR's IPv6 tunnel endpoint address(es): what CPEs send to. */
+    /** The PRR's own IPv4 address: source of the ICMPv4 errors it originates. */
+    ipv4: s.ipv4({ required: true }),
+    /** The PRR's IPv6 tunnel endpoint (BR) address(es): what CPEs send to. */
     tunnel_ipv6: s.list(s.ipv6(), { required: true, min: 1 }),
     tun: s.ifName({ default: 'prr0' }),
     /** Shared IPv4 pools: prefixes or single addresses. */
@@ -43,6 +118,8 @@ const sections = {
   tunnel: {
     mtu: s.autoInt({ min: s.MTU_MIN, max: s.MTU_MAX, default: 'auto' }),
   },
+  internal: side(INTERNAL_MTU_MIN, INTERNAL_MTU_MAX),
+  external: side(EXTERNAL_MTU_MIN, EXTERNAL_MTU_MAX),
   metrics: {
     enabled: s.bool({ default: true }),
     listen: s.hostPort({ default: { host: '127.0.0.1', port: 9150 } }),
@@ -54,6 +131,8 @@ const patterns = {
     ipv6: s.ipv6({ required: true }),
     shared_ipv4: s.ipv4({ required: true }),
     ports: s.portSet({ required: true, allowSystemPorts: true }), // checked against allow_system_ports below
+    /** The tunnel endpoint this CPE uses: one of [prr] tunnel_ipv6, default the first. */
+    br: s.ipv6(),
   },
 };
 
@@ -69,11 +148,20 @@ export function parsePrrConfig(text: string, fileName = '<text>'): PrrConfig {
   return parseIniText(text, fileName, prrSchema);
 }
 
-/** One line for `prr check-config`: `2 subscribers, pool 192.0.2.0/30`. */
-export function summarizePrr(cfg: PrrConfig): string {
-  const n = cfg.subscriber.size;
-  const pools = cfg.prr.shared_ipv4.map(String).join(', ');
-  return `${n} subscriber${n === 1 ? '' : 's'}, pool${cfg.prr.shared_ipv4.length === 1 ? '' : 's'} ${pools}`;
+/** The IPv4 MTU inside the tunnel: `[tunnel] mtu`, or `[internal] mtu` - 40 when it is `auto`. */
+export function tunnelMtuOf(cfg: Pick<PrrConfig, 'tunnel' | 'internal'>): number {
+  return cfg.tunnel.mtu === 'auto' ? cfg.internal.mtu - IPV6_HLEN : cfg.tunnel.mtu;
+}
+
+/** Index of a subscriber's tunnel endpoint in `[prr] tunnel_ipv6` (its `br`, else the first). */
+export function brIndexOf(cfg: Pick<PrrConfig, 'prr'>, br: string | undefined): number {
+  return br === undefined ? 0 : cfg.prr.tunnel_ipv6.indexOf(br);
+}
+
+/** True for an address a host may use as its own: not 0/8, 127/8, multicast or reserved (224/3). */
+export function isUnicastIpv4(ipv4: number): boolean {
+  const top = ipv4 >>> 24;
+  return top !== 0 && top !== 127 && top < 224;
 }
 
 function checkPrr(cfg: s.Loaded<typeof sections, typeof patterns>, at: s.Locator): void {
@@ -82,6 +170,21 @@ function checkPrr(cfg: s.Loaded<typeof sections, typeof patterns>, at: s.Locator
     const clash = pools.slice(0, i).find((q) => q.overlaps(p));
     if (clash !== undefined) throw at.error('prr', 'shared_ipv4', `pools ${clash} and ${p} overlap`);
   });
+  const own = cfg.prr.ipv4;
+  if (!isUnicastIpv4(own)) throw at.error('prr', 'ipv4', `${formatIpv4(own)} is not a unicast address the PRR can send from`);
+  const ownPool = pools.find((p) => p.contains(own));
+  if (ownPool !== undefined) {
+    throw at.error('prr', 'ipv4', `${formatIpv4(own)} is in the shared pool ${ownPool}, whose ports belong to subscribers; use an address of the PRR's own`);
+  }
+  const brs = cfg.prr.tunnel_ipv6;
+  brs.forEach((br, i) => {
+    if (brs.indexOf(br) !== i) throw at.error('prr', 'tunnel_ipv6', `${br} is listed twice`);
+  });
+  const auto = cfg.internal.mtu - IPV6_HLEN;
+  if (cfg.tunnel.mtu !== 'auto' && cfg.tunnel.mtu > auto) {
+    throw at.error('tunnel', 'mtu', `${cfg.tunnel.mtu} does not fit in [internal] mtu ${cfg.internal.mtu} - 40 = ${auto}; lower it or raise [internal] mtu`);
+  }
+
   const byIpv6 = new Map<string, string>();
   const byIpv4 = new Map<number, Array<{ name: string; ports: PortSet }>>();
   for (const [name, sub] of cfg.subscriber) {
@@ -93,6 +196,10 @@ function checkPrr(cfg: s.Loaded<typeof sections, typeof patterns>, at: s.Locator
     if (sub.ports.min < FIRST_USER_PORT && !cfg.prr.allow_system_ports) {
       throw at.error(section, 'ports', `${sub.ports} includes system ports (0-1023); set [prr] allow_system_ports = true to allow them`);
     }
+    if (sub.br !== undefined && !brs.includes(sub.br)) {
+      throw at.error(section, 'br', `${sub.br} is not one of [prr] tunnel_ipv6 (${brs.join(', ')})`);
+    }
+    if (brs.includes(sub.ipv6)) throw at.error(section, 'ipv6', `${sub.ipv6} is a tunnel endpoint of the PRR ([prr] tunnel_ipv6)`);
     const twin = byIpv6.get(sub.ipv6);
     if (twin !== undefined) throw at.error(section, 'ipv6', `${sub.ipv6} is also the address of ${other(twin)}`);
     byIpv6.set(sub.ipv6, name);

@@ -1,8 +1,8 @@
 /**
  * The schema of /etc/smap/smap.ini (see smap/smap.ini.example for a commented file).
  *
- *   [smap]           WAN and LAN interfaces, LAN prefix to NAT, TUN name, log level
- *   [tunnel]         mtu
+ *   [smap]           WAN and LAN interfaces, LAN prefix to NAT, TUN name, log level, control socket
+ *   [tunnel]         mtu, and the dnsmasq snippet that gives the LAN that MTU (DHCP option 26)
  *   [static]         a binding given by hand: shared IPv4, port set, PRR IPv6 address
  *   [registration]   or a binding obtained from the PRR over SSH
  *   [metrics]        Prometheus listener
@@ -29,9 +29,13 @@ const sections = {
     lan_prefix: s.ipv4Prefix({ default: new Ipv4Prefix(0xc0a80100, 24) }), // 192.168.1.0/24, OpenWrt's LAN
     tun: s.ifName({ default: 'smap0' }),
     log_level: s.oneOf(s.LOG_LEVELS, { default: 'info' }),
+    /** The local control socket `smap status` talks to (root only). */
+    control_socket: s.filePath({ default: '/run/smap/control.sock' }),
   },
   tunnel: {
     mtu: s.autoInt({ min: s.MTU_MIN, max: s.MTU_MAX, default: 'auto' }),
+    /** A dnsmasq config snippet the agent writes: DHCP option 26 (interface MTU) = the tunnel MTU. */
+    dnsmasq_snippet: s.filePath(),
   },
   static: {
     shared_ipv4: s.ipv4(),

@@ -1,0 +1,223 @@
+/**
+ * The PRR's local control socket: one JSON request per line, one JSON reply per line, over a
+ * Unix socket that only root can reach (directory 0700, socket 0600). `prr subscribers ...`
+ * talks to a running PRR through it; so will the registration server's store (later issue).
+ *
+ * Requests (all fields read, then validated once; a bad request changes nothing):
+ *   {"cmd":"list","limit":N}                 -> {"ok":true,"total":T,"subscribers":[Sub,...]}
+ *   {"cmd":"show","name":NAME}               -> {"ok":true,"subscriber":Sub}
+ *   {"cmd":"bind","name":NAME,"ipv6":A,"ipv4":A,"ports":SET[,"br":A]}
+ *                                            -> {"ok":true,"subscriber":Sub,"created":bool}
+ *   {"cmd":"release","name":NAME}            -> {"ok":true,"released":N}
+ *   {"cmd":"stats"}                          -> {"ok":true,"global":{..},"drops4":{..},"drops6":{..},"bindings":N}
+ * Errors: {"ok":false,"error":"one line"}.
+ *   Sub = {name, ipv6, ipv4, ports, psid?, br, mtu, from_cpe_packets, from_cpe_bytes,
+ *          to_cpe_packets, to_cpe_bytes, drops}
+ */
+import { chmodSync, mkdirSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { isIPv4, isIPv6 } from 'node:net';
+import { AplusError } from '../common/errors.js';
+import { parsePortSet, type PortSetOptions } from '../common/portset.js';
+import { ipv4ToString, parseIpv4 } from '../common/codec/ipv4.js';
+import { ipv6ToString, parseIpv6OrThrow } from '../common/codec/ipv6.js';
+import type { Logger } from '../common/log.js';
+import type { BindingTable } from './bindings.js';
+import { B, type PrrCounters } from './counters.js';
+import type { PrrPolicy } from './policy.js';
+
+const MAX_REQUEST = 64 * 1024;
+
+export interface ControlContext {
+  table: BindingTable;
+  counters: PrrCounters;
+  policy: PrrPolicy;
+  portOptions: PortSetOptions;
+  /** Shared pools: a bound address must lie in one. */
+  inPool: (ipv4: number) => boolean;
+  log: Logger;
+}
+
+export class ControlError extends AplusError {
+  constructor(message: string) {
+    super('ERR_USAGE', message);
+  }
+}
+
+export interface SubscriberView {
+  name: string;
+  ipv6: string;
+  ipv4: string;
+  ports: string;
+  br: string;
+  mtu: number;
+  from_cpe_packets: number;
+  from_cpe_bytes: number;
+  to_cpe_packets: number;
+  to_cpe_bytes: number;
+  drops: number;
+}
+
+function view(ctx: ControlContext, id: number): SubscriberView {
+  const t = ctx.table;
+  const c = ctx.counters;
+  const br = ctx.policy.brAddresses[t.brOf(id)];
+  return {
+    name: t.subscriberOf(id)!,
+    ipv6: ipv6ToString(t.ipv6Of(id), 0),
+    ipv4: ipv4ToString(t.ipv4Of(id)),
+    ports: t.portsOf(id)!.toString(),
+    br: br !== undefined ? ipv6ToString(br, 0) : '',
+    mtu: t.mtuOf(id),
+    from_cpe_packets: c.binding(id, B.from_cpe_packets),
+    from_cpe_bytes: c.binding(id, B.from_cpe_bytes),
+    to_cpe_packets: c.binding(id, B.to_cpe_packets),
+    to_cpe_bytes: c.binding(id, B.to_cpe_bytes),
+    drops: c.binding(id, B.drops),
+  };
+}
+
+function str(req: Record<string, unknown>, key: string): string {
+  const v = req[key];
+  if (typeof v !== 'string' || v === '') throw new ControlError(`field "${key}": expected a non-empty string`);
+  return v;
+}
+
+/** Handle one request object; throws ControlError (or AplusError) for a bad one. */
+export function handleControl(ctx: ControlContext, req: Record<string, unknown>): Record<string, unknown> {
+  const t = ctx.table;
+  switch (req['cmd']) {
+    case 'list': {
+      const limit = typeof req['limit'] === 'number' && req['limit'] > 0 ? Math.floor(req['limit']) : 1000;
+      const subs: SubscriberView[] = [];
+      for (const id of t.ids()) {
+        if (subs.length >= limit) break;
+        subs.push(view(ctx, id));
+      }
+      return { ok: true, total: t.size, subscribers: subs };
+    }
+    case 'show': {
+      const name = str(req, 'name');
+      const ids = t.findSubscriber(name);
+      if (ids.length === 0) throw new ControlError(`no subscriber named "${name}"`);
+      return { ok: true, subscriber: view(ctx, ids[0]!), bindings: ids.map((id) => view(ctx, id)) };
+    }
+    case 'bind': {
+      const name = str(req, 'name');
+      const ipv6Text = str(req, 'ipv6');
+      const ipv4Text = str(req, 'ipv4');
+      const portsText = str(req, 'ports');
+      if (!isIPv6(ipv6Text)) throw new ControlError(`field "ipv6": "${ipv6Text}" is not an IPv6 address`);
+      if (!isIPv4(ipv4Text)) throw new ControlError(`field "ipv4": "${ipv4Text}" is not an IPv4 address`);
+      const ipv4 = parseIpv4(ipv4Text);
+      if (!ctx.inPool(ipv4)) throw new ControlError(`field "ipv4": ${ipv4Text} is not in a shared pool`);
+      const ports = parsePortSet(portsText, ctx.portOptions);
+      let br = 0;
+      if (req['br'] !== undefined) {
+        const brText = str(req, 'br');
+        br = ctx.policy.brAddresses.findIndex((a) => isIPv6(brText) && a.equals(parseIpv6OrThrow(brText)));
+        if (br < 0) throw new ControlError(`field "br": ${brText} is not one of the PRR's tunnel addresses`);
+      }
+      const input = { subscriber: name, ipv6: parseIpv6OrThrow(ipv6Text), ipv4, ports, br };
+      const ids = t.findSubscriber(name);
+      if (ids.length > 0) {
+        t.change(ids[0]!, input);
+        ctx.log.info(`binding changed: ${name} ${ipv6Text} ${ipv4Text} ${ports}`);
+        return { ok: true, created: false, subscriber: view(ctx, ids[0]!) };
+      }
+      const id = t.add(input);
+      ctx.log.info(`binding added: ${name} ${ipv6Text} ${ipv4Text} ${ports}`);
+      return { ok: true, created: true, subscriber: view(ctx, id) };
+    }
+    case 'release': {
+      const name = str(req, 'name');
+      const ids = t.findSubscriber(name);
+      if (ids.length === 0) throw new ControlError(`no subscriber named "${name}"`);
+      for (const id of ids) t.remove(id);
+      ctx.log.info(`binding released: ${name}`);
+      return { ok: true, released: ids.length };
+    }
+    case 'stats':
+      return { ok: true, bindings: t.size, ...ctx.counters.snapshot() };
+    default:
+      throw new ControlError(`unknown command ${JSON.stringify(req['cmd'])}: expected list, show, bind, release or stats`);
+  }
+}
+
+function reply(ctx: ControlContext, line: string): Record<string, unknown> {
+  let req: unknown;
+  try {
+    req = JSON.parse(line);
+  } catch {
+    return { ok: false, error: 'request is not JSON' };
+  }
+  if (typeof req !== 'object' || req === null || Array.isArray(req)) return { ok: false, error: 'request must be a JSON object' };
+  try {
+    return handleControl(ctx, req as Record<string, unknown>);
+  } catch (err) {
+    return { ok: false, error: err instanceof Error ? err.message.replace(/\s*\n\s*/g, ' ') : String(err) };
+  }
+}
+
+/** Listen on `file` (root-only) and serve requests until closed. */
+export async function serveControl(file: string, ctx: ControlContext): Promise<net.Server> {
+  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  rmSync(file, { force: true });
+  const server = net.createServer((sock) => {
+    let buf = '';
+    sock.setEncoding('utf8');
+    sock.on('error', () => sock.destroy());
+    sock.on('data', (d: string) => {
+      buf += d;
+      if (buf.length > MAX_REQUEST) {
+        sock.end(JSON.stringify({ ok: false, error: `request over ${MAX_REQUEST} bytes` }) + '\n');
+        return;
+      }
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (line.trim() !== '') sock.write(JSON.stringify(reply(ctx, line)) + '\n');
+      }
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(file, () => resolve());
+  });
+  chmodSync(file, 0o600);
+  server.on('close', () => rmSync(file, { force: true }));
+  return server;
+}
+
+/** Send one request to a running PRR and return its reply (throws ControlError naming the socket). */
+export function controlRequest(file: string, req: Record<string, unknown>, timeoutMs = 5000): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const sock = net.createConnection(file);
+    let buf = '';
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new ControlError(`${file}: no reply from the PRR within ${timeoutMs} ms`));
+    }, timeoutMs);
+    sock.setEncoding('utf8');
+    sock.on('connect', () => sock.write(JSON.stringify(req) + '\n'));
+    sock.on('data', (d: string) => {
+      buf += d;
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      clearTimeout(timer);
+      sock.end();
+      try {
+        resolve(JSON.parse(buf.slice(0, nl)) as Record<string, unknown>);
+      } catch {
+        reject(new ControlError(`${file}: the PRR sent a reply that is not JSON`));
+      }
+    });
+    sock.on('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      const why = err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? 'no PRR is running there (is `prr run` started?)' : err.code === 'EACCES' ? 'permission denied (root only)' : err.message;
+      reject(new ControlError(`control socket ${file}: ${why}`));
+    });
+  });
+}

@@ -1,0 +1,394 @@
+/**
+ * The PRR's forwarding core: a packet and the binding table in, a verdict out. No I/O, no
+ * allocation per packet, never throws on packet contents. The caller (prr/dataplane.ts, the
+ * conformance harness, the unit tests) counts the verdict and transmits it.
+ *
+ *   fromInternet   IPv4 read from the TUN     -> encapsulate to a CPE (by destination port)
+ *   fromTunnel     IPv4 out of an IPv6 packet -> validate the source, then to the Internet
+ *                                                (TUN) or, hairpinned, to another CPE
+ *   fromTunnelError an ICMPv6 error about a packet we tunnelled -> ICMPv4 to its sender
+ *                                                (RFC 2473 §8), and the CPE's path MTU
+ *
+ * The "port" of a packet is its TCP/UDP/SCTP/DCCP port, the identifier of an ICMP echo, or for
+ * an ICMP error the port of the packet it quotes (RFC 7596 §8). In this design the kernel is the
+ * IPv4 router on both sides of the TUN: it decrements TTL and answers TTL expiry for traffic it
+ * routes, so the core decrements TTL only for hairpinned packets, which never leave the PRR
+ * (set `ttlByKernel: false` to have the core act as the IPv4 hop itself, as a stand-alone
+ * lwAFTR does; the conformance harness does that).
+ */
+import {
+  ICMP4_DEST_UNREACH,
+  ICMP4_ECHO_REPLY,
+  ICMP4_ECHO_REQUEST,
+  ICMP4_TIME_EXCEEDED,
+  ICMP4_TTL_EXCEEDED_TRANSIT,
+  ICMP4_UNREACH_FRAG_NEEDED,
+  ICMP4_UNREACH_HOST,
+  ICMP6_DEST_UNREACH,
+  ICMP6_PACKET_TOO_BIG,
+  ICMP6_PARAM_PROBLEM,
+  ICMP6_TIME_EXCEEDED,
+  IPV6_MIN_MTU,
+  PROTO_ICMP,
+  PROTO_IPV6,
+  PROTO_TCP,
+  PROTO_UDP,
+  TUNNEL_OVERHEAD,
+} from '../common/codec/constants.js';
+import { DECODE_QUOTED, DecodeError } from '../common/codec/result.js';
+import { decodeIpv4, ipv4DecrementTtl, newIpv4Header, type Ipv4Header } from '../common/codec/ipv4.js';
+import { buildIcmp4Error, decodeIcmp4, isIcmp4Error, newIcmp4Header } from '../common/codec/icmp4.js';
+import type { BindingTable } from './bindings.js';
+import { Drop, decodeDrop } from './counters.js';
+import type { PrrPolicy, SidePolicy } from './policy.js';
+
+const PROTO_DCCP = 33;
+const PROTO_SCTP = 132;
+const PROTO_UDPLITE = 136;
+
+export const Action = { Drop: 0, ToInternet: 1, ToCpe: 2 } as const;
+
+/** What to do with one packet. The packet to send is buf[off, off+len). */
+export interface Verdict {
+  action: number;
+  /** Why the input packet was dropped (an index into DROP_REASON_NAMES), or -1. */
+  reason: number;
+  buf: Buffer;
+  off: number;
+  len: number;
+  /** ToCpe: the binding to send to (its CPE IPv6 address and tunnel endpoint). */
+  to: number;
+  /** The binding the input came from (tunnel side), or -1. */
+  from: number;
+  /** The packet to send is one the PRR made (an ICMPv4 error): it lives in a scratch buffer. */
+  generated: boolean;
+  hairpin: boolean;
+  /** fromTunnelError: the binding whose tunnel MTU was lowered, or -1. */
+  pmtuLowered: number;
+}
+
+export function newVerdict(): Verdict {
+  return { action: 0, reason: -1, buf: Buffer.alloc(0), off: 0, len: 0, to: -1, from: -1, generated: false, hairpin: false, pmtuLowered: -1 };
+}
+
+export interface CoreOptions {
+  /** The kernel routes IPv4 on both sides of the TUN and handles TTL there (default true). */
+  ttlByKernel?: boolean;
+  /** Milliseconds clock for the ICMP rate limits (default performance.now). */
+  now?: () => number;
+  /** Hop TTL of the ICMPv4 errors the PRR originates. */
+  icmpTtl?: number;
+  /** The IPv4 MTU of the tunnel when a binding has learned none (default internal.mtu - 40). */
+  tunnelMtu?: number;
+}
+
+/** A token bucket: `packets` per `seconds`. */
+class RateLimit {
+  private tokens: number;
+  private last: number;
+  constructor(
+    private readonly side: SidePolicy,
+    private readonly now: () => number,
+  ) {
+    this.tokens = side.errorRateLimit.packets;
+    this.last = now();
+  }
+  take(): boolean {
+    const { packets, seconds } = this.side.errorRateLimit;
+    const t = this.now();
+    this.tokens = Math.min(packets, this.tokens + ((t - this.last) * packets) / (seconds * 1000));
+    this.last = t;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
+
+/** Where generated ICMP went: counted by the caller from these. */
+export interface CoreEvents {
+  icmpGenerated: number;
+  icmpRateLimited: number;
+  icmpSuppressed: number;
+  icmpRelayed: number;
+  icmp6Translated: number;
+}
+
+export class PrrCore {
+  readonly events: CoreEvents = { icmpGenerated: 0, icmpRateLimited: 0, icmpSuppressed: 0, icmpRelayed: 0, icmp6Translated: 0 };
+  private readonly ip: Ipv4Header = newIpv4Header();
+  private readonly q: Ipv4Header = newIpv4Header();
+  private readonly icmp = newIcmp4Header();
+  private readonly scratch = Buffer.alloc(2048);
+  private readonly ttlByKernel: boolean;
+  private readonly icmpTtl: number;
+  private readonly defaultMtu: number;
+  private readonly limit4: RateLimit;
+  private readonly limit6: RateLimit;
+  /** Set by portOf: the port, and whether the packet was an ICMP error. */
+  private port = 0;
+  private isError = false;
+
+  constructor(
+    readonly table: BindingTable,
+    readonly policy: PrrPolicy,
+    opts: CoreOptions = {},
+  ) {
+    this.ttlByKernel = opts.ttlByKernel ?? true;
+    this.icmpTtl = opts.icmpTtl ?? 64;
+    this.defaultMtu = opts.tunnelMtu ?? policy.internal.mtu - TUNNEL_OVERHEAD;
+    const now = opts.now ?? (() => performance.now());
+    this.limit4 = new RateLimit(policy.external, now);
+    this.limit6 = new RateLimit(policy.internal, now);
+  }
+
+  /** The IPv4 MTU of the tunnel toward binding `id`: its learned path MTU, else the policy's. */
+  tunnelMtu(id: number): number {
+    const m = this.table.mtuOf(id);
+    return m > 0 ? m : this.defaultMtu;
+  }
+
+  // ---- IPv4 from the Internet --------------------------------------------------------------
+
+  fromInternet(buf: Buffer, off: number, len: number, v: Verdict): void {
+    reset(v);
+    const ip = this.ip;
+    const p = decodeIpv4(buf, off, ip, off + len);
+    if (p < 0) return drop(v, p === DecodeError.bad_version ? Drop.not_ipv4 : decodeDrop(p));
+    const end = off + ip.totalLen;
+    if (!this.table.isShared(ip.dst)) return drop(v, Drop.not_shared);
+    if (ip.mf || ip.fragOff !== 0) return drop(v, decodeDrop(DecodeError.fragment));
+    if (ip.proto === PROTO_ICMP && !this.policy.external.allowIncomingIcmp) return drop(v, Drop.icmp_policy);
+    const r = this.portOf(buf, p, end, ip, 'dst');
+    if (r >= 0) return drop(v, r);
+    const id = this.table.lookupPort(ip.dst, this.port);
+    if (id < 0) {
+      if (this.isError) return drop(v, Drop.icmp_unroutable);
+      // RFC 7596 §6: no softwire for this port. Tell the sender, within the rate limit.
+      return this.icmpToInternet(v, Drop.no_binding, ip, ICMP4_DEST_UNREACH, ICMP4_UNREACH_HOST, 0, buf, off, end);
+    }
+    if (!this.ttlByKernel && ip.ttl <= 1) {
+      return this.icmpToInternet(v, Drop.ttl_expired, ip, ICMP4_TIME_EXCEEDED, ICMP4_TTL_EXCEEDED_TRANSIT, 0, buf, off, end);
+    }
+    const mtu = this.tunnelMtu(id);
+    if (ip.totalLen > mtu && ip.df) {
+      return this.icmpToInternet(v, Drop.over_mtu_df, ip, ICMP4_DEST_UNREACH, ICMP4_UNREACH_FRAG_NEEDED, mtu, buf, off, end);
+    }
+    if (!this.ttlByKernel) ipv4DecrementTtl(buf, off); // after the checks: errors quote the packet as it arrived
+    if (this.isError) this.events.icmpRelayed++;
+    // Over the MTU without DF: the IPv6 packet is fragmented after encapsulation, by the
+    // kernel's raw socket (RFC 6333 §5.3, RFC 2473 §7.2), and the CPE's kernel reassembles it.
+    v.action = Action.ToCpe;
+    v.to = id;
+    setPacket(v, buf, off, ip.totalLen);
+  }
+
+  // ---- IPv4 out of the tunnel --------------------------------------------------------------
+
+  /**
+   * `src6[srcOff..+16]` is the outer source (the CPE), `dst6[dstOff..+16]` the outer destination
+   * (one of our tunnel endpoint addresses); the inner IPv4 packet is buf[off, off+len).
+   */
+  fromTunnel(src6: Buffer, srcOff: number, dst6: Buffer, dstOff: number, buf: Buffer, off: number, len: number, v: Verdict): void {
+    reset(v);
+    const ip = this.ip;
+    const t = this.table;
+    const p = decodeIpv4(buf, off, ip, off + len);
+    if (p < 0) return drop(v, p === DecodeError.bad_version ? Drop.not_ipv4 : decodeDrop(p));
+    const end = off + ip.totalLen;
+    if (ip.mf || ip.fragOff !== 0) return drop(v, decodeDrop(DecodeError.fragment));
+    if (ip.proto === PROTO_IPV6) return drop(v, Drop.tunnel_loop); // before source validation: it has no port
+    // Source validation (RFC 7596 §5.2): the inner source address and port must be this CPE's.
+    const r = this.portOf(buf, p, end, ip, 'src');
+    if (r >= 0) return drop(v, r);
+    const id = t.lookupPort(ip.src, this.port);
+    if (id < 0 || !t.ipv6Is(id, src6, srcOff)) {
+      const cpe = t.lookupIpv6(src6, srcOff);
+      return drop(v, cpe >= 0 ? Drop.port_outside_set : id >= 0 ? Drop.spoofed_ipv6 : Drop.unknown_cpe);
+    }
+    v.from = id;
+    const br = this.policy.brAddresses[t.brOf(id)];
+    if (br !== undefined && br.compare(dst6, dstOff, dstOff + 16, 0, 16) !== 0) return drop(v, Drop.wrong_endpoint);
+    if (!t.isShared(ip.dst)) {
+      v.action = Action.ToInternet;
+      setPacket(v, buf, off, ip.totalLen);
+      return;
+    }
+    // Hairpinning (RFC 7596 §6.2): customer to customer on the shared addresses.
+    if (!this.policy.hairpinning) return drop(v, Drop.hairpin_disabled);
+    const r2 = this.portOf(buf, p, end, ip, 'dst');
+    if (r2 >= 0) return drop(v, r2);
+    const to = t.lookupPort(ip.dst, this.port);
+    if (to < 0) return drop(v, this.isError ? Drop.icmp_unroutable : Drop.no_binding);
+    if (ip.ttl <= 1) {
+      return this.icmpToCpe(v, Drop.ttl_expired, id, ip, ICMP4_TIME_EXCEEDED, ICMP4_TTL_EXCEEDED_TRANSIT, 0, buf, off, end);
+    }
+    const mtu = this.tunnelMtu(to);
+    if (ip.totalLen > mtu && ip.df) {
+      return this.icmpToCpe(v, Drop.over_mtu_df, id, ip, ICMP4_DEST_UNREACH, ICMP4_UNREACH_FRAG_NEEDED, mtu, buf, off, end);
+    }
+    ipv4DecrementTtl(buf, off); // after the checks: errors quote the packet as it arrived
+    v.action = Action.ToCpe;
+    v.to = to;
+    v.hairpin = true;
+    setPacket(v, buf, off, ip.totalLen);
+  }
+
+  // ---- ICMPv6 errors about tunnel packets ---------------------------------------------------
+
+  /**
+   * An ICMPv6 error (type, code, info = MTU for Packet Too Big) about a packet we sent into the
+   * tunnel; quoted[qoff, qoff+qlen) is the start of the inner IPv4 packet it carried. Translated
+   * per RFC 2473 §8.3 into an ICMPv4 error to that packet's sender; a Packet Too Big also lowers
+   * the tunnel MTU of the binding it was for.
+   */
+  fromTunnelError(type: number, code: number, info: number, quoted: Buffer, qoff: number, qlen: number, v: Verdict): void {
+    reset(v);
+    const ip = this.q; // portOf reads a quoted packet's ICMP leniently (cut short, no checksum)
+    const p = decodeIpv4(quoted, qoff, ip, qoff + qlen, DECODE_QUOTED);
+    if (p < 0) return drop(v, decodeDrop(p));
+    if (!this.table.isShared(ip.dst)) return drop(v, Drop.icmp_unroutable); // not a packet we tunnelled
+    const qend = Math.min(quoted.length, qoff + qlen);
+    let icmpType = ICMP4_DEST_UNREACH;
+    let icmpCode = ICMP4_UNREACH_HOST;
+    let rest = 0;
+    if (type === ICMP6_PACKET_TOO_BIG) {
+      const mtu = Math.max(IPV6_MIN_MTU, info) - TUNNEL_OVERHEAD; // RFC 8201 §4: never below 1280
+      if (this.portOf(quoted, p, qend, ip, 'dst') < 0) {
+        const id = this.table.lookupPort(ip.dst, this.port);
+        if (id >= 0 && mtu < this.tunnelMtu(id)) {
+          this.table.setMtu(id, mtu);
+          v.pmtuLowered = id;
+        }
+      }
+      // Without DF the next packets are fragmented for the smaller MTU; nothing to tell.
+      if (!ip.df) return drop(v, Drop.icmp_not_for_us);
+      icmpCode = ICMP4_UNREACH_FRAG_NEEDED;
+      rest = mtu;
+    } else if (type === ICMP6_TIME_EXCEEDED && code !== 0) {
+      return drop(v, Drop.icmp_not_for_us); // reassembly time exceeded: about IPv6 fragments, not the sender's packet
+    } else if (type !== ICMP6_DEST_UNREACH && type !== ICMP6_TIME_EXCEEDED && type !== ICMP6_PARAM_PROBLEM) {
+      return drop(v, Drop.icmp_not_for_us);
+    }
+    this.events.icmp6Translated++;
+    // The sender is an Internet host, or a customer whose packet we hairpinned.
+    if (this.table.isShared(ip.src)) {
+      const r = this.portOf(quoted, p, qend, ip, 'src');
+      const id = r < 0 ? this.table.lookupPort(ip.src, this.port) : -1;
+      if (id < 0) return drop(v, Drop.icmp_unroutable);
+      return this.icmpToCpe(v, -1, id, ip, icmpType, icmpCode, rest, quoted, qoff, qend);
+    }
+    return this.icmpToInternet(v, -1, ip, icmpType, icmpCode, rest, quoted, qoff, qend);
+  }
+
+  // ---- helpers -----------------------------------------------------------------------------
+
+  /**
+   * Find the port that selects the binding: this packet's `which` port, or for an ICMP error
+   * the opposite port of the packet it quotes (that packet went the other way). Sets this.port
+   * and this.isError; returns -1, or a drop reason (0 is a reason: truncated).
+   */
+  private portOf(buf: Buffer, l4: number, end: number, ip: Ipv4Header, which: 'src' | 'dst'): number {
+    this.isError = false;
+    const proto = ip.proto;
+    if (proto === PROTO_TCP || proto === PROTO_UDP || proto === PROTO_SCTP || proto === PROTO_DCCP || proto === PROTO_UDPLITE) {
+      if (l4 + 4 > end) return decodeDrop(DecodeError.truncated);
+      this.port = buf.readUInt16BE(which === 'src' ? l4 : l4 + 2);
+      return -1;
+    }
+    if (proto !== PROTO_ICMP) return Drop.no_port;
+    const icmp = this.icmp;
+    const r = decodeIcmp4(buf, l4, icmp, end, ip === this.q ? DECODE_QUOTED : 0);
+    if (r < 0) return decodeDrop(r);
+    if (icmp.type === ICMP4_ECHO_REQUEST || icmp.type === ICMP4_ECHO_REPLY) {
+      this.port = icmp.id;
+      return -1;
+    }
+    if (!isIcmp4Error(icmp.type) || ip === this.q) return Drop.no_port;
+    // An error: the quoted packet travelled the opposite way, and its address must be ours.
+    const q = this.q;
+    const qp = decodeIpv4(buf, icmp.quoteOff, q, end, DECODE_QUOTED);
+    if (qp < 0) return Drop.icmp_unroutable;
+    const mine = which === 'dst' ? q.src : q.dst;
+    const self = which === 'dst' ? ip.dst : ip.src;
+    if (mine !== self) return Drop.icmp_unroutable;
+    const r2 = this.portOf(buf, qp, end, q, which === 'dst' ? 'src' : 'dst');
+    this.isError = true;
+    return r2 < 0 ? -1 : Drop.icmp_unroutable;
+  }
+
+  /** Drop with `reason`, and send an ICMPv4 error to the packet's (Internet) source if allowed. */
+  private icmpToInternet(v: Verdict, reason: number, ip: Ipv4Header, type: number, code: number, rest: number, buf: Buffer, off: number, end: number): void {
+    v.reason = reason;
+    if (!this.mayAnswer(ip, buf, off, end)) return;
+    if (!this.policy.external.generateIcmpErrors) {
+      this.events.icmpSuppressed++;
+      return;
+    }
+    if (!this.limit4.take()) {
+      this.events.icmpRateLimited++;
+      return;
+    }
+    const n = buildIcmp4Error(this.scratch, 0, this.policy.ipv4, ip.src, this.icmpTtl, type, code, rest, buf, off, end - off);
+    if (n < 0) return;
+    this.events.icmpGenerated++;
+    v.action = Action.ToInternet;
+    v.generated = true;
+    setPacket(v, this.scratch, 0, n);
+  }
+
+  /** Drop with `reason`, and send an ICMPv4 error through the tunnel to binding `to`. */
+  private icmpToCpe(v: Verdict, reason: number, to: number, ip: Ipv4Header, type: number, code: number, rest: number, buf: Buffer, off: number, end: number): void {
+    v.reason = reason;
+    if (!this.mayAnswer(ip, buf, off, end)) return;
+    if (!this.policy.internal.generateIcmpErrors) {
+      this.events.icmpSuppressed++;
+      return;
+    }
+    if (!this.limit6.take()) {
+      this.events.icmpRateLimited++;
+      return;
+    }
+    const n = buildIcmp4Error(this.scratch, 0, this.policy.ipv4, ip.src, this.icmpTtl, type, code, rest, buf, off, end - off);
+    if (n < 0) return;
+    this.events.icmpGenerated++;
+    v.action = Action.ToCpe;
+    v.to = to;
+    v.generated = true;
+    setPacket(v, this.scratch, 0, n);
+  }
+
+  /** RFC 1812 §4.3.2.7: no ICMP error about an ICMP error, a non-first fragment, or to a non-unicast source. */
+  private mayAnswer(ip: Ipv4Header, buf: Buffer, off: number, end: number): boolean {
+    if (ip.fragOff !== 0) return false;
+    const s = ip.src >>> 24;
+    if (ip.src === 0 || s === 127 || s >= 224) return false;
+    if (ip.proto === PROTO_ICMP) {
+      const l4 = off + ip.hlen;
+      if (l4 + 1 > end) return false;
+      if (isIcmp4Error(buf[l4]!)) return false;
+    }
+    return true;
+  }
+}
+
+function reset(v: Verdict): void {
+  v.action = Action.Drop;
+  v.reason = -1;
+  v.to = -1;
+  v.from = -1;
+  v.generated = false;
+  v.hairpin = false;
+  v.pmtuLowered = -1;
+  v.len = 0;
+}
+
+function drop(v: Verdict, reason: number): void {
+  v.action = Action.Drop;
+  v.reason = reason;
+}
+
+function setPacket(v: Verdict, buf: Buffer, off: number, len: number): void {
+  v.buf = buf;
+  v.off = off;
+  v.len = len;
+}

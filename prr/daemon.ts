@@ -1,0 +1,176 @@
+/**
+ * `prr run`: bring the PRR up from its model and keep it forwarding.
+ *
+ *   1. the tunnel socket (raw IPv6, next header 4) opens first, so the kernel never answers a
+ *      CPE's packet with Parameter Problem while we start;
+ *   2. the TUN (`prr0`) comes up with the tunnel MTU, and every shared pool is routed into it;
+ *   3. static bindings go into the table, the data plane starts, the control socket listens.
+ *
+ * Bindings change at run time (control socket `bind`/`release`, SIGHUP re-reads the static
+ * bindings of the config file) without a restart and without touching anyone else's traffic.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import type net from 'node:net';
+import { ConfigError, NativeError } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import type { TunDevice, Tunnel6Socket } from '../common/native/types.js';
+import { ipv6ToString } from '../common/codec/ipv6.js';
+import { BindingTable } from './bindings.js';
+import { serveControl } from './control.js';
+import { PrrCore } from './core.js';
+import { PrrCounters } from './counters.js';
+import { PrrDataplane } from './dataplane.js';
+import { loadPrrModel, type PrrModel } from './model.js';
+import type { StaticBinding } from './policy.js';
+
+export interface PrrIo {
+  openTun(name: string): TunDevice;
+  openTunnel(bind: string): Tunnel6Socket;
+  /** Run `ip ...` (replaced in unit tests). */
+  ip(args: string[]): void;
+  /** Write a sysctl under /proc/sys (best effort). */
+  sysctl(key: string, value: string): void;
+}
+
+export interface Prr {
+  readonly model: PrrModel;
+  readonly table: BindingTable;
+  readonly counters: PrrCounters;
+  readonly dataplane: PrrDataplane;
+  /** Re-read the config file's static bindings and apply the difference. */
+  reload(): { added: number; changed: number; removed: number };
+  stop(): Promise<void>;
+}
+
+function ipCommand(args: string[]): void {
+  try {
+    execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (err) {
+    const msg = ((err as { stderr?: Buffer }).stderr?.toString() ?? String(err)).trim().split('\n')[0];
+    throw new NativeError(`ip ${args.join(' ')}: ${msg}`);
+  }
+}
+
+function writeSysctl(key: string, value: string): void {
+  try {
+    writeFileSync(`/proc/sys/${key}`, value);
+  } catch {
+    /* best effort: an absent key changes nothing we rely on */
+  }
+}
+
+/** True when the host forwards IPv4 (the decapsulated traffic must be routed on). */
+export function ipv4ForwardingOn(): boolean {
+  try {
+    return readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim() === '1';
+  } catch {
+    return false;
+  }
+}
+
+function addStatic(table: BindingTable, b: StaticBinding): number {
+  return table.add({ subscriber: b.subscriber, ipv6: b.ipv6, ipv4: b.ipv4, ports: b.ports, br: b.br });
+}
+
+export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise<Prr> {
+  if (!ipv4ForwardingOn()) {
+    log.warn('IPv4 forwarding is off on this host (net.ipv4.ip_forward = 0): decapsulated traffic will not reach the Internet; run `sysctl -w net.ipv4.ip_forward=1`');
+  }
+  const table = new BindingTable(Math.max(1024, model.bindings.length * 2));
+  const counters = new PrrCounters(table.idLimit + 1024);
+  table.onChange = (id, what) => {
+    if (what === 'add') counters.resetBinding(id);
+  };
+  for (const b of model.bindings) {
+    try {
+      addStatic(table, b);
+    } catch (err) {
+      throw new ConfigError((err as Error).message, { file: model.file });
+    }
+  }
+
+  const brs = model.policy.brAddresses;
+  const tunnel = io.openTunnel(brs.length === 1 ? ipv6ToString(brs[0]!, 0) : '::');
+  let tun: TunDevice;
+  try {
+    tun = io.openTun(model.tun);
+    // The TUN carries IPv4 only: no link-local IPv6, no router solicitations or MLD into it.
+    io.sysctl(`net/ipv6/conf/${tun.name}/disable_ipv6`, '1');
+    io.ip(['link', 'set', 'dev', tun.name, 'mtu', String(model.tunnelMtu), 'up']);
+    for (const pool of model.pools) io.ip(['route', 'replace', String(pool), 'dev', tun.name]);
+  } catch (err) {
+    tunnel.close();
+    throw err;
+  }
+
+  const core = new PrrCore(table, model.policy, { tunnelMtu: model.tunnelMtu });
+  const dataplane = new PrrDataplane(core, counters, tun, tunnel, {
+    log,
+    onPmtu: (id, mtu) => log.info(`path MTU toward ${table.subscriberOf(id)} lowered: tunnel MTU ${mtu}`),
+  });
+  dataplane.start();
+
+  const inPool = (ipv4: number): boolean => model.pools.some((p) => p.contains(ipv4));
+  let control: net.Server | undefined;
+  try {
+    control = await serveControl(model.controlSocket, {
+      table,
+      counters,
+      policy: model.policy,
+      portOptions: { allowSystemPorts: model.allowSystemPorts },
+      inPool,
+      log,
+    });
+  } catch (err) {
+    dataplane.stop();
+    throw new ConfigError(`cannot listen: ${(err as Error).message}`, { file: model.file, section: 'prr', key: 'control_socket' });
+  }
+  log.info(`forwarding: ${tun.name} mtu ${model.tunnelMtu}, tunnel ${tunnel.bind}, ${table.size} bindings, pools ${model.pools.join(', ')}`);
+
+  const staticNames = new Set(model.bindings.map((b) => b.subscriber));
+  return {
+    model,
+    table,
+    counters,
+    dataplane,
+    reload() {
+      const next = loadPrrModel(model.file);
+      const want = new Map(next.bindings.map((b) => [b.subscriber, b]));
+      let added = 0;
+      let changed = 0;
+      let removed = 0;
+      for (const name of staticNames) {
+        if (want.has(name)) continue;
+        for (const id of table.findSubscriber(name)) table.remove(id);
+        staticNames.delete(name);
+        removed++;
+      }
+      for (const [name, b] of want) {
+        const ids = table.findSubscriber(name);
+        if (ids.length === 0) {
+          addStatic(table, b);
+          added++;
+        } else {
+          const id = ids[0]!;
+          const cur = table.portsOf(id)!;
+          const same = table.ipv6Is(id, b.ipv6, 0) && table.ipv4Of(id) === b.ipv4 && cur.equals(b.ports) && table.brOf(id) === b.br;
+          if (!same) {
+            table.change(id, { subscriber: name, ipv6: b.ipv6, ipv4: b.ipv4, ports: b.ports, br: b.br, mtu: table.mtuOf(id) });
+            changed++;
+          }
+        }
+        staticNames.add(name);
+      }
+      log.info(`reloaded ${model.file}: ${added} added, ${changed} changed, ${removed} removed`);
+      return { added, changed, removed };
+    },
+    async stop() {
+      await new Promise<void>((resolve) => (control ? control.close(() => resolve()) : resolve()));
+      dataplane.stop();
+      log.info('stopped');
+    },
+  };
+}
+
+export { ipCommand, writeSysctl };

@@ -1,0 +1,233 @@
+/**
+ * The PRR's packet loop: batches from the TUN (IPv4 from the Internet) and from the tunnel
+ * socket (IPv4 from CPEs) through the forwarding core, counted, and sent on in batches.
+ *
+ *   TUN ──batch──► core.fromInternet ──► tunnel.send (to CPEs)  + TUN.send (ICMP it made)
+ *   tunnel ──batch──► core.fromTunnel ──► TUN.send (to the Internet) + tunnel.send (hairpin, ICMP)
+ *   tunnel error queue ──► core.fromTunnelError ──► ICMPv4 to the sender; per-CPE path MTU
+ *
+ * Forwarded packets are sent from the receive ring where they lie (no copy); only packets the
+ * core generated (ICMP errors) are copied, into a scratch slab. Nothing here allocates per packet.
+ */
+import type { PacketPort, TunDevice, Tunnel6Socket, TxBatch, Icmp6ErrorReport } from '../common/native/types.js';
+import type { Logger } from '../common/log.js';
+import { Action, newVerdict, type PrrCore, type Verdict } from './core.js';
+import { B, G, PER_BINDING, type PrrCounters } from './counters.js';
+
+const GEN_SLOT = 2048; // room for one generated packet (ICMP errors are at most 576 bytes)
+
+/** A TX batch with capacity for `n` packets, and a scratch slab for generated ones. */
+class Outbox {
+  readonly tx: TxBatch;
+  readonly gen: Buffer;
+  private genUsed = 0;
+  constructor(n: number, tunnel: boolean) {
+    this.tx = {
+      slab: Buffer.alloc(0),
+      offsets: new Int32Array(n),
+      lens: new Int32Array(n),
+      count: 0,
+      ...(tunnel ? { dsts: Buffer.alloc(16 * n), srcs: Buffer.alloc(16 * n) } : {}),
+    };
+    this.gen = Buffer.alloc(GEN_SLOT * n);
+  }
+  reset(slab: Buffer): void {
+    this.tx.slab = slab;
+    this.tx.count = 0;
+    this.genUsed = 0;
+  }
+  /** Add a packet that lies in the batch's slab (the receive ring): no copy. */
+  push(off: number, len: number): number {
+    const i = this.tx.count++;
+    this.tx.offsets[i] = off;
+    this.tx.lens[i] = len;
+    return i;
+  }
+  /** Add a packet from anywhere (a generated one), copied into this outbox's scratch slab. */
+  pushCopy(buf: Buffer, off: number, len: number): number {
+    const i = this.tx.count++;
+    const at = this.genUsed * GEN_SLOT;
+    buf.copy(this.gen, at, off, off + len);
+    this.genUsed++;
+    this.tx.offsets[i] = at;
+    this.tx.lens[i] = len;
+    return i;
+  }
+}
+
+export interface DataplaneOptions {
+  log: Logger;
+  /** Report each lowered per-CPE MTU (for the log and metrics). */
+  onPmtu?: (binding: number, mtu: number) => void;
+}
+
+export class PrrDataplane {
+  private readonly v: Verdict = newVerdict();
+  // One outbox per (source ring, destination): forwarded packets point into the source ring.
+  private readonly inetToCpe: Outbox;
+  private readonly cpeToInet: Outbox;
+  private readonly cpeToCpe: Outbox; // hairpinned, from the tunnel ring
+  private readonly gen6: Outbox; // ICMP made for CPEs -> tunnel (copied)
+  private readonly gen4: Outbox; // ICMP made for Internet senders -> TUN (copied)
+
+  constructor(
+    readonly core: PrrCore,
+    readonly counters: PrrCounters,
+    readonly tun: TunDevice,
+    readonly tunnel: Tunnel6Socket,
+    private readonly opts: DataplaneOptions,
+  ) {
+    const n4 = tun.ring.batch;
+    const n6 = tunnel.ring.batch;
+    this.inetToCpe = new Outbox(n4, true);
+    this.cpeToInet = new Outbox(n6, false);
+    this.cpeToCpe = new Outbox(n6, true);
+    this.gen6 = new Outbox(Math.max(n4, n6), true);
+    this.gen4 = new Outbox(Math.max(n4, n6), false);
+  }
+
+  start(): void {
+    this.tunnel.onError((e) => this.onTunnelError(e));
+    this.tunnel.start((n) => this.onTunnelBatch(n));
+    this.tun.start((n) => this.onTunBatch(n));
+  }
+
+  stop(): void {
+    this.tun.close();
+    this.tunnel.close();
+  }
+
+  /** IPv4 from the Internet. */
+  private onTunBatch(count: number): void {
+    const ring = this.tun.ring;
+    const { core, counters: c, v } = this;
+    const g = c.global;
+    const pb = c.perBinding;
+    const out = this.inetToCpe;
+    out.reset(ring.slab);
+    this.gen4.reset(this.gen4.gen);
+    this.gen6.reset(this.gen6.gen);
+    for (let i = 0; i < count; i++) {
+      const off = i * ring.slotSize + ring.headroom;
+      const len = ring.lens[i]!;
+      g[G.in4_packets]++;
+      g[G.in4_bytes] += len;
+      core.fromInternet(ring.slab, off, len, v);
+      if (v.reason >= 0) c.drops4[v.reason]++;
+      if (v.action === Action.ToCpe) {
+        const j = v.generated ? this.gen6.pushCopy(v.buf, v.off, v.len) : out.push(v.off, v.len);
+        this.address(v.generated ? this.gen6 : out, j, v.to);
+        if (pb.length > v.to * PER_BINDING) {
+          pb[v.to * PER_BINDING + B.to_cpe_packets]++;
+          pb[v.to * PER_BINDING + B.to_cpe_bytes] += v.len;
+        }
+      } else if (v.action === Action.ToInternet) {
+        this.gen4.pushCopy(v.buf, v.off, v.len);
+      }
+    }
+    this.flush(out, this.tunnel, G.out6_packets, G.out6_bytes);
+    this.flushGenerated();
+  }
+
+  /** IPv4 from CPEs. */
+  private onTunnelBatch(count: number): void {
+    const ring = this.tunnel.ring;
+    const { core, counters: c, v } = this;
+    const g = c.global;
+    const pb = c.perBinding;
+    const toInet = this.cpeToInet;
+    const hair = this.cpeToCpe;
+    toInet.reset(ring.slab);
+    hair.reset(ring.slab);
+    this.gen4.reset(this.gen4.gen);
+    this.gen6.reset(this.gen6.gen);
+    for (let i = 0; i < count; i++) {
+      const off = i * ring.slotSize + ring.headroom;
+      const len = ring.lens[i]!;
+      g[G.in6_packets]++;
+      g[G.in6_bytes] += len;
+      core.fromTunnel(ring.srcs, i * 16, ring.dsts, i * 16, ring.slab, off, len, v);
+      if (v.from >= 0 && pb.length > v.from * PER_BINDING) {
+        const b = v.from * PER_BINDING;
+        pb[b + B.from_cpe_packets]++;
+        pb[b + B.from_cpe_bytes] += len;
+        if (v.reason >= 0) pb[b + B.drops]++;
+      }
+      if (v.reason >= 0) c.drops6[v.reason]++;
+      if (v.action === Action.ToInternet) {
+        if (v.generated) this.gen4.pushCopy(v.buf, v.off, v.len);
+        else toInet.push(v.off, v.len);
+      } else if (v.action === Action.ToCpe) {
+        const box = v.generated ? this.gen6 : hair;
+        const j = v.generated ? box.pushCopy(v.buf, v.off, v.len) : box.push(v.off, v.len);
+        this.address(box, j, v.to);
+        if (v.hairpin) {
+          g[G.hairpin_packets]++;
+          g[G.hairpin_bytes] += v.len;
+        }
+        if (pb.length > v.to * PER_BINDING) {
+          pb[v.to * PER_BINDING + B.to_cpe_packets]++;
+          pb[v.to * PER_BINDING + B.to_cpe_bytes] += v.len;
+        }
+      }
+    }
+    this.flush(toInet, this.tun, G.out4_packets, G.out4_bytes);
+    this.flush(hair, this.tunnel, G.out6_packets, G.out6_bytes);
+    this.flushGenerated();
+  }
+
+  /** An ICMPv6 error about a packet we sent into the tunnel (from the kernel's error queue). */
+  private onTunnelError(e: Icmp6ErrorReport): void {
+    if (e.origin !== 'icmp6' || e.payload.length === 0) return;
+    const v = this.v;
+    this.core.fromTunnelError(e.type, e.code, e.info, e.payload, 0, e.payload.length, v);
+    this.countCoreEvents();
+    if (v.pmtuLowered >= 0) {
+      this.counters.global[G.pmtu_lowered]++;
+      this.opts.onPmtu?.(v.pmtuLowered, this.core.table.mtuOf(v.pmtuLowered));
+    }
+    if (v.reason >= 0) this.counters.drops6[v.reason]++;
+    this.gen4.reset(this.gen4.gen);
+    this.gen6.reset(this.gen6.gen);
+    if (v.action === Action.ToInternet) this.gen4.pushCopy(v.buf, v.off, v.len);
+    else if (v.action === Action.ToCpe) this.address(this.gen6, this.gen6.pushCopy(v.buf, v.off, v.len), v.to);
+    this.flushGenerated();
+  }
+
+  /** Fill destination (the CPE) and source (its tunnel endpoint) of packet j of a tunnel batch. */
+  private address(box: Outbox, j: number, id: number): void {
+    const t = this.core.table;
+    t.copyIpv6(id, box.tx.dsts!, j * 16);
+    const br = this.core.policy.brAddresses[t.brOf(id)];
+    if (br !== undefined) br.copy(box.tx.srcs!, j * 16, 0, 16);
+    else box.tx.srcs!.fill(0, j * 16, j * 16 + 16);
+  }
+
+  private flush(box: Outbox, port: PacketPort, pk: number, by: number): void {
+    const tx = box.tx;
+    if (tx.count === 0) return;
+    const sent = port.send(tx);
+    const g = this.counters.global;
+    g[pk] += sent;
+    for (let i = 0; i < sent; i++) g[by] += tx.lens[i]!;
+    if (sent < tx.count) g[G.tx_errors] += tx.count - sent;
+  }
+
+  private flushGenerated(): void {
+    if (this.gen4.tx.count > 0) this.flush(this.gen4, this.tun, G.out4_packets, G.out4_bytes);
+    if (this.gen6.tx.count > 0) this.flush(this.gen6, this.tunnel, G.out6_packets, G.out6_bytes);
+    this.countCoreEvents();
+  }
+
+  /** Move the core's event tallies into the global counters. */
+  private countCoreEvents(): void {
+    const e = this.core.events;
+    const g = this.counters.global;
+    g[G.icmp4_generated] += e.icmpGenerated;
+    g[G.icmp4_rate_limited] += e.icmpRateLimited;
+    g[G.icmp4_policy_suppressed] += e.icmpSuppressed;
+    g[G.icmp_relayed] += e.icmpRelayed;
+    g[G.icmp6_translated] += e.icmp6Translated;
+    e.icmpGenerated = e.icmpRateLimited = e.icmpSuppressed = e.icmpRelayed = e.icmp6Translated = 0;
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * The PRR's long-running and operator verbs: `prr run` and `prr subscribers list|show|bind|release`.
+ * (`prr check-config` is in cli.ts.) Each is one function adding one subcommand.
+ */
+import type { Command } from 'commander';
+import type { CliIo } from '../common/cli.js';
+import { createLogger } from '../common/log.js';
+import { openTun, openTunnel6 } from '../common/native/index.js';
+import { controlRequest, ControlError, type SubscriberView } from './control.js';
+import { ipCommand, startPrr, writeSysctl } from './daemon.js';
+import { loadPrrModel } from './model.js';
+
+export const DEFAULT_CONFIG = '/etc/prr/prr.ini';
+
+/** `prr run --config FILE`: forward until SIGTERM/SIGINT; SIGHUP re-reads static bindings. */
+export function runVerb(program: Command, io: CliIo): void {
+  program
+    .command('run')
+    .description('run the PRR: TUN, tunnel socket, bindings, control socket; SIGHUP reloads static bindings')
+    .option('-c, --config <file>', 'config file (prr.ini or the 2010 flat file)', DEFAULT_CONFIG)
+    .action(async (opts: { config: string }) => {
+      const model = loadPrrModel(opts.config);
+      const log = createLogger('prr', model.logLevel);
+      const prr = await startPrr(model, log, {
+        openTun: (name) => openTun({ name }),
+        openTunnel: (bind) => openTunnel6({ bind }),
+        ip: ipCommand,
+        sysctl: writeSysctl,
+      });
+      io.out(`prr: running (${model.file}, ${prr.table.size} bindings)\n`);
+      await new Promise<void>((resolve) => {
+        const stop = (): void => {
+          process.off('SIGHUP', hup);
+          resolve();
+        };
+        const hup = (): void => {
+          try {
+            prr.reload();
+          } catch (err) {
+            log.error(`reload failed, bindings unchanged: ${(err as Error).message}`);
+          }
+        };
+        process.once('SIGTERM', stop);
+        process.once('SIGINT', stop);
+        process.on('SIGHUP', hup);
+      });
+      await prr.stop();
+    });
+}
+
+function socketOf(opts: { socket?: string; config: string }): string {
+  return opts.socket ?? loadPrrModel(opts.config).controlSocket;
+}
+
+async function ask(opts: { socket?: string; config: string }, req: Record<string, unknown>): Promise<Record<string, unknown>> {
+  const reply = await controlRequest(socketOf(opts), req);
+  if (reply['ok'] !== true) throw new ControlError(String(reply['error'] ?? 'the PRR refused the request'));
+  return reply;
+}
+
+function line(s: SubscriberView): string {
+  return [s.name, s.ipv6, s.ipv4, s.ports, String(s.from_cpe_packets), String(s.to_cpe_packets), String(s.drops)].join('\t');
+}
+
+/** `prr subscribers list|show|bind|release`: read and change a running PRR's bindings. */
+export function subscribersVerb(program: Command, io: CliIo): void {
+  const sub = program.command('subscribers').description("inspect and change a running PRR's bindings (control socket)");
+  const common = (c: Command): Command =>
+    c.option('-c, --config <file>', 'config file, to find the control socket', DEFAULT_CONFIG).option('-s, --socket <path>', 'control socket path (overrides the config)').option('--json', 'print JSON');
+  common(sub.command('list').description('one line per binding: name, IPv6, IPv4, ports, packets from/to CPE, drops'))
+    .option('-n, --limit <n>', 'at most this many', '1000')
+    .action(async (opts: { config: string; socket?: string; json?: boolean; limit: string }) => {
+      const r = await ask(opts, { cmd: 'list', limit: Number(opts.limit) });
+      if (opts.json) return io.out(JSON.stringify(r, null, 2) + '\n');
+      io.out('name\tipv6\tipv4\tports\tfrom_cpe_packets\tto_cpe_packets\tdrops\n');
+      for (const s of r['subscribers'] as SubscriberView[]) io.out(line(s) + '\n');
+      io.out(`# ${String(r['total'])} bindings\n`);
+    });
+  common(sub.command('show').argument('<name>').description('one binding with its counters'))
+    .action(async (name: string, opts: { config: string; socket?: string; json?: boolean }) => {
+      const r = await ask(opts, { cmd: 'show', name });
+      if (opts.json) return io.out(JSON.stringify(r['subscriber'], null, 2) + '\n');
+      for (const [k, v] of Object.entries(r['subscriber'] as SubscriberView)) io.out(`${k}: ${String(v)}\n`);
+    });
+  common(sub.command('bind').argument('<name>').description('add a binding, or change it in place (counters kept)'))
+    .requiredOption('--ipv6 <addr>', "the CPE's IPv6 address")
+    .requiredOption('--ipv4 <addr>', 'the shared IPv4 address')
+    .requiredOption('--ports <set>', 'port set: FIRST-LAST or psid:a=6/k=K/id=N')
+    .option('--br <addr>', 'tunnel endpoint address the CPE uses')
+    .action(async (name: string, opts: { config: string; socket?: string; json?: boolean; ipv6: string; ipv4: string; ports: string; br?: string }) => {
+      const r = await ask(opts, { cmd: 'bind', name, ipv6: opts.ipv6, ipv4: opts.ipv4, ports: opts.ports, ...(opts.br ? { br: opts.br } : {}) });
+      io.out(`${r['created'] ? 'added' : 'changed'}: ${line(r['subscriber'] as SubscriberView)}\n`);
+    });
+  common(sub.command('release').argument('<name>').description('remove a binding at once'))
+    .action(async (name: string, opts: { config: string; socket?: string }) => {
+      const r = await ask(opts, { cmd: 'release', name });
+      io.out(`released: ${name} (${String(r['released'])} binding${r['released'] === 1 ? '' : 's'})\n`);
+    });
+  common(sub.command('stats').description('global counters and drops by reason'))
+    .action(async (opts: { config: string; socket?: string }) => {
+      const r = await ask(opts, { cmd: 'stats' });
+      io.out(JSON.stringify(r, null, 2) + '\n');
+    });
+}
