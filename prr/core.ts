@@ -248,17 +248,17 @@ export class PrrCore {
     if (p < 0) return drop(v, decodeDrop(p));
     if (!this.table.isShared(ip.dst)) return drop(v, Drop.icmp_unroutable); // not a packet we tunnelled
     const qend = Math.min(quoted.length, qoff + qlen);
+    // ... and to a port that is bound (a forged error about anything else is not relayed).
+    if (this.portOf(quoted, p, qend, ip, 'dst') >= 0 || this.table.lookupPort(ip.dst, this.port) < 0) return drop(v, Drop.icmp_unroutable);
     let icmpType = ICMP4_DEST_UNREACH;
     let icmpCode = ICMP4_UNREACH_HOST;
     let rest = 0;
     if (type === ICMP6_PACKET_TOO_BIG) {
       const mtu = Math.max(IPV6_MIN_MTU, info) - TUNNEL_OVERHEAD; // RFC 8201 §4: never below 1280
-      if (this.portOf(quoted, p, qend, ip, 'dst') < 0) {
-        const id = this.table.lookupPort(ip.dst, this.port);
-        if (id >= 0 && mtu < this.tunnelMtu(id)) {
-          this.table.setMtu(id, mtu);
-          v.pmtuLowered = id;
-        }
+      const id = this.table.lookupPort(ip.dst, this.port);
+      if (mtu < this.tunnelMtu(id)) {
+        this.table.setMtu(id, mtu);
+        v.pmtuLowered = id;
       }
       // Without DF the next packets are fragmented for the smaller MTU; nothing to tell.
       if (!ip.df) return drop(v, Drop.icmp_not_for_us);
@@ -307,7 +307,7 @@ export class PrrCore {
     // An error: the quoted packet travelled the opposite way, and its address must be ours.
     const q = this.q;
     const qp = decodeIpv4(buf, icmp.quoteOff, q, end, DECODE_QUOTED);
-    if (qp < 0) return Drop.icmp_unroutable;
+    if (qp < 0 || q.fragOff !== 0) return Drop.icmp_unroutable; // a non-first fragment quotes no ports
     const mine = which === 'dst' ? q.src : q.dst;
     const self = which === 'dst' ? ip.dst : ip.src;
     if (mine !== self) return Drop.icmp_unroutable;
@@ -362,6 +362,7 @@ export class PrrCore {
     if (ip.fragOff !== 0) return false;
     const s = ip.src >>> 24;
     if (ip.src === 0 || s === 127 || s >= 224) return false;
+    if (this.table.isShared(ip.src) && !this.table.isShared(ip.dst)) return false; // from the Internet, claiming to be a customer
     if (ip.proto === PROTO_ICMP) {
       const l4 = off + ip.hlen;
       if (l4 + 1 > end) return false;
