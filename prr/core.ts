@@ -203,6 +203,7 @@ export class PrrCore {
     const id = t.lookupPort(ip.src, this.port);
     if (id < 0 || !t.ipv6Is(id, src6, srcOff)) {
       const cpe = t.lookupIpv6(src6, srcOff);
+      v.from = cpe; // a known CPE sending outside its set: the drop is counted against it
       return drop(v, cpe >= 0 ? Drop.port_outside_set : id >= 0 ? Drop.spoofed_ipv6 : Drop.unknown_cpe);
     }
     v.from = id;

@@ -60,6 +60,14 @@ function writeSysctl(key: string, value: string): void {
   }
 }
 
+function readSysctl(key: string): string | undefined {
+  try {
+    return readFileSync(`/proc/sys/${key}`, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
 /** True when the host forwards IPv4 (the decapsulated traffic must be routed on). */
 export function ipv4ForwardingOn(): boolean {
   try {
@@ -74,6 +82,9 @@ function addStatic(table: BindingTable, b: StaticBinding): number {
 }
 
 export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise<Prr> {
+  if (readSysctl('net/ipv4/conf/all/rp_filter') !== '0') {
+    log.warn('net.ipv4.conf.all.rp_filter is on: the ICMPv4 errors the PRR sends to Internet hosts (unreachable, Fragmentation Needed) leave through the TUN from [prr] ipv4 and are dropped by the reverse-path check; run `sysctl -w net.ipv4.conf.all.rp_filter=0`');
+  }
   if (!ipv4ForwardingOn()) {
     log.warn('IPv4 forwarding is off on this host (net.ipv4.ip_forward = 0): decapsulated traffic will not reach the Internet; run `sysctl -w net.ipv4.ip_forward=1`');
   }
@@ -97,6 +108,11 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
     tun = io.openTun(model.tun);
     // The TUN carries IPv4 only: no link-local IPv6, no router solicitations or MLD into it.
     io.sysctl(`net/ipv6/conf/${tun.name}/disable_ipv6`, '1');
+    // The ICMPv4 errors the core makes for Internet hosts come out of the TUN with the PRR's own
+    // address ([prr] ipv4) as source: the kernel drops them as martians unless the TUN accepts
+    // local sources and does no reverse-path check (conf/all/rp_filter must be 0 as well).
+    io.sysctl(`net/ipv4/conf/${tun.name}/accept_local`, '1');
+    io.sysctl(`net/ipv4/conf/${tun.name}/rp_filter`, '0');
     io.ip(['link', 'set', 'dev', tun.name, 'mtu', String(model.tunnelMtu), 'up']);
     for (const pool of model.pools) io.ip(['route', 'replace', String(pool), 'dev', tun.name]);
   } catch (err) {

@@ -441,7 +441,10 @@ t.test('CPE -> Internet: source validation', async (t) => {
   for (const [name, src6, pkt, reason] of cases) {
     const v = fromTunnel(lab, src6, pkt);
     isDrop(t, v, reason, name);
-    t.equal(v.from, -1, `${name}: attributed to no binding`);
+    // A known CPE sending outside its set is charged for the drop; a stranger is nobody's.
+    const cpe = lab.table.lookupIpv6(src6, 0);
+    t.equal(v.from, reason === 'port_outside_set' ? cpe : -1, `${name}: attributed to ${reason === 'port_outside_set' ? 'the sending CPE' : 'no binding'}`);
+    if (reason === 'port_outside_set') t.ok(cpe >= 0, `${name}: the sender is a known CPE`);
   }
 });
 
