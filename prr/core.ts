@@ -41,6 +41,7 @@ import { buildIcmp4Error, decodeIcmp4, isIcmp4Error, newIcmp4Header } from '../c
 import type { BindingTable } from './bindings.js';
 import { Drop, decodeDrop } from './counters.js';
 import type { PrrPolicy, SidePolicy } from './policy.js';
+import { Ipv4Reassembler } from './reassembly.js';
 
 const PROTO_DCCP = 33;
 const PROTO_SCTP = 132;
@@ -65,10 +66,15 @@ export interface Verdict {
   hairpin: boolean;
   /** fromTunnelError: the binding whose tunnel MTU was lowered, or -1. */
   pmtuLowered: number;
+  /**
+   * The packet to send is not in the caller's buffer (a reassembled datagram, or a generated
+   * packet): it lives in a buffer of the core's that the next call reuses, so copy or send it now.
+   */
+  foreign: boolean;
 }
 
 export function newVerdict(): Verdict {
-  return { action: 0, reason: -1, buf: Buffer.alloc(0), off: 0, len: 0, to: -1, from: -1, generated: false, hairpin: false, pmtuLowered: -1 };
+  return { action: 0, reason: -1, buf: Buffer.alloc(0), off: 0, len: 0, to: -1, from: -1, generated: false, hairpin: false, pmtuLowered: -1, foreign: false };
 }
 
 export interface CoreOptions {
@@ -124,6 +130,9 @@ export class PrrCore {
   private readonly defaultMtu: number;
   private readonly limit4: RateLimit;
   private readonly limit6: RateLimit;
+  /** IPv4 reassembly, before the port lookup (RFC 6333 §6.3): fragments from the Internet, and from CPEs. */
+  readonly reasm4: Ipv4Reassembler;
+  readonly reasm6: Ipv4Reassembler;
   /** Set by portOf: the port, and whether the packet was an ICMP error. */
   private port = 0;
   private isError = false;
@@ -138,6 +147,13 @@ export class PrrCore {
     this.defaultMtu = opts.tunnelMtu ?? policy.internal.mtu - TUNNEL_OVERHEAD;
     const now = opts.now ?? (() => performance.now());
     this.limit4 = new RateLimit(policy.external, now);
+    const limits = (side: SidePolicy): { maxPackets: number; maxFragmentsPerPacket: number; timeoutMs: number } => ({
+      maxPackets: side.reassembly.maxPackets,
+      maxFragmentsPerPacket: side.reassembly.maxFragmentsPerPacket,
+      timeoutMs: side.reassembly.timeoutMs,
+    });
+    this.reasm4 = new Ipv4Reassembler(limits(policy.external), now);
+    this.reasm6 = new Ipv4Reassembler(limits(policy.internal), now);
     this.limit6 = new RateLimit(policy.internal, now);
   }
 
@@ -152,11 +168,20 @@ export class PrrCore {
   fromInternet(buf: Buffer, off: number, len: number, v: Verdict): void {
     reset(v);
     const ip = this.ip;
-    const p = decodeIpv4(buf, off, ip, off + len);
+    let p = decodeIpv4(buf, off, ip, off + len);
     if (p < 0) return drop(v, p === DecodeError.bad_version ? Drop.not_ipv4 : decodeDrop(p));
-    const end = off + ip.totalLen;
     if (!this.table.isShared(ip.dst)) return drop(v, Drop.not_shared);
-    if (ip.mf || ip.fragOff !== 0) return drop(v, decodeDrop(DecodeError.fragment));
+    if (ip.mf || ip.fragOff !== 0) {
+      // Held (0), refused (< 0, counted by the reassembler), or a whole datagram in reasm4.out.
+      const n = this.reasm4.push(buf, off, ip.totalLen, 0);
+      if (n <= 0) return;
+      buf = this.reasm4.out;
+      off = 0;
+      p = decodeIpv4(buf, 0, ip, n);
+      if (p < 0) return drop(v, decodeDrop(p));
+      v.foreign = true;
+    }
+    const end = off + ip.totalLen;
     if (ip.proto === PROTO_ICMP && !this.policy.external.allowIncomingIcmp) return drop(v, Drop.icmp_policy);
     const r = this.portOf(buf, p, end, ip, 'dst');
     if (r >= 0) return drop(v, r);
@@ -192,10 +217,22 @@ export class PrrCore {
     reset(v);
     const ip = this.ip;
     const t = this.table;
-    const p = decodeIpv4(buf, off, ip, off + len);
+    let p = decodeIpv4(buf, off, ip, off + len);
     if (p < 0) return drop(v, p === DecodeError.bad_version ? Drop.not_ipv4 : decodeDrop(p));
+    if (ip.mf || ip.fragOff !== 0) {
+      // Only known CPEs may hold reassembly state; each CPE has its own key space, since CPEs
+      // share their IPv4 address and may pick the same IP id (RFC 6269 §5.1).
+      const cpe = t.lookupIpv6(src6, srcOff);
+      if (cpe < 0) return drop(v, Drop.unknown_cpe);
+      const n = this.reasm6.push(buf, off, ip.totalLen, cpe + 1);
+      if (n <= 0) return;
+      buf = this.reasm6.out;
+      off = 0;
+      p = decodeIpv4(buf, 0, ip, n);
+      if (p < 0) return drop(v, decodeDrop(p));
+      v.foreign = true;
+    }
     const end = off + ip.totalLen;
-    if (ip.mf || ip.fragOff !== 0) return drop(v, decodeDrop(DecodeError.fragment));
     if (ip.proto === PROTO_IPV6) return drop(v, Drop.tunnel_loop); // before source validation: it has no port
     // Source validation (RFC 7596 §5.2): the inner source address and port must be this CPE's.
     const r = this.portOf(buf, p, end, ip, 'src');
@@ -334,6 +371,7 @@ export class PrrCore {
     this.events.icmpGenerated++;
     v.action = Action.ToInternet;
     v.generated = true;
+    v.foreign = true;
     setPacket(v, this.scratch, 0, n);
   }
 
@@ -355,6 +393,7 @@ export class PrrCore {
     v.action = Action.ToCpe;
     v.to = to;
     v.generated = true;
+    v.foreign = true;
     setPacket(v, this.scratch, 0, n);
   }
 
@@ -381,6 +420,7 @@ function reset(v: Verdict): void {
   v.generated = false;
   v.hairpin = false;
   v.pmtuLowered = -1;
+  v.foreign = false;
   v.len = 0;
 }
 

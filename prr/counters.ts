@@ -5,6 +5,7 @@
  * label), including every codec decode error.
  */
 import { DECODE_ERROR_NAMES } from '../common/codec/result.js';
+import { REASSEMBLY_DROP_NAMES } from './reassembly.js';
 
 /** Why the PRR dropped a packet. Names are stable: they are metric labels. */
 export const DROP_REASON_NAMES = [
@@ -66,6 +67,14 @@ export type BindingCounterName = (typeof BINDING_NAMES)[number];
 export const B = Object.fromEntries(BINDING_NAMES.map((n, i) => [n, i])) as { readonly [K in BindingCounterName]: number };
 export const PER_BINDING = BINDING_NAMES.length;
 
+/** What the counters read of a reassembler (prr/reassembly.ts). */
+export interface ReassemblyView {
+  readonly counters: { fragments: number; reassembled: number; drops: Float64Array };
+  readonly inProgress: number;
+  readonly fragmentsHeld: number;
+  bytesHeld(): number;
+}
+
 export class PrrCounters {
   readonly global = new Float64Array(GLOBAL_NAMES.length);
   /** Drops of packets that came from the Internet (IPv4 side), by reason. */
@@ -98,15 +107,33 @@ export class PrrCounters {
     return this.perBinding[id * PER_BINDING + slot] ?? 0;
   }
 
-  /** Plain object view (control socket, tests). */
-  snapshot(): { global: Record<string, number>; drops4: Record<string, number>; drops6: Record<string, number> } {
-    const pick = (names: readonly string[], a: Float64Array): Record<string, number> => {
-      const o: Record<string, number> = {};
+  /**
+   * The reassemblers keep their own counters (a timeout or an eviction happens to a datagram, not
+   * to the packet being handled); they are reported beside ours, their drops under the same
+   * `drops4` / `drops6` maps with their `frag_*` reasons.
+   */
+  reassembly: { internet?: ReassemblyView; tunnel?: ReassemblyView } = {};
+
+  /** Plain object view (control socket, tests). Zero counters are left out. */
+  snapshot(): {
+    global: Record<string, number>;
+    drops4: Record<string, number>;
+    drops6: Record<string, number>;
+    reassembly: Record<string, Record<string, number>>;
+  } {
+    const pick = (names: readonly string[], a: Float64Array, o: Record<string, number> = {}): Record<string, number> => {
       names.forEach((n, i) => {
         if (a[i] !== 0) o[n] = a[i]!;
       });
       return o;
     };
-    return { global: pick(GLOBAL_NAMES, this.global), drops4: pick(DROP_REASON_NAMES, this.drops4), drops6: pick(DROP_REASON_NAMES, this.drops6) };
+    const r = this.reassembly;
+    const view = (x: ReassemblyView | undefined): Record<string, number> =>
+      x === undefined ? {} : { fragments: x.counters.fragments, reassembled: x.counters.reassembled, in_progress: x.inProgress, fragments_held: x.fragmentsHeld, bytes_held: x.bytesHeld() };
+    const drops4 = pick(DROP_REASON_NAMES, this.drops4);
+    const drops6 = pick(DROP_REASON_NAMES, this.drops6);
+    if (r.internet) pick(REASSEMBLY_DROP_NAMES, r.internet.counters.drops, drops4);
+    if (r.tunnel) pick(REASSEMBLY_DROP_NAMES, r.tunnel.counters.drops, drops6);
+    return { global: pick(GLOBAL_NAMES, this.global), drops4, drops6, reassembly: { internet: view(r.internet), tunnel: view(r.tunnel) } };
   }
 }

@@ -69,6 +69,7 @@ export class PrrDataplane {
   private readonly cpeToCpe: Outbox; // hairpinned, from the tunnel ring
   private readonly gen6: Outbox; // ICMP made for CPEs -> tunnel (copied)
   private readonly gen4: Outbox; // ICMP made for Internet senders -> TUN (copied)
+  private readonly one = new Outbox(1, true); // a large reassembled datagram, sent alone
 
   constructor(
     readonly core: PrrCore,
@@ -86,13 +87,23 @@ export class PrrDataplane {
     this.gen4 = new Outbox(Math.max(n4, n6), false);
   }
 
+  private expiry: NodeJS.Timeout | undefined;
+
   start(): void {
+    this.counters.reassembly = { internet: this.core.reasm4, tunnel: this.core.reasm6 };
+    // Partial datagrams time out even when no fragment arrives to trigger it.
+    this.expiry = setInterval(() => {
+      this.core.reasm4.expire();
+      this.core.reasm6.expire();
+    }, 250);
+    this.expiry.unref();
     this.tunnel.onError((e) => this.onTunnelError(e));
     this.tunnel.start((n) => this.onTunnelBatch(n));
     this.tun.start((n) => this.onTunBatch(n));
   }
 
   stop(): void {
+    clearInterval(this.expiry);
     this.tun.close();
     this.tunnel.close();
   }
@@ -115,8 +126,11 @@ export class PrrDataplane {
       core.fromInternet(ring.slab, off, len, v);
       if (v.reason >= 0) c.drops4[v.reason]++;
       if (v.action === Action.ToCpe) {
-        const j = v.generated ? this.gen6.pushCopy(v.buf, v.off, v.len) : out.push(v.off, v.len);
-        this.address(v.generated ? this.gen6 : out, j, v.to);
+        if (v.foreign && v.len > GEN_SLOT) this.sendOne(this.tunnel, v.buf, v.off, v.len, v.to);
+        else {
+          const box = v.foreign ? this.gen6 : out;
+          this.address(box, v.foreign ? box.pushCopy(v.buf, v.off, v.len) : box.push(v.off, v.len), v.to);
+        }
         if (pb.length > v.to * PER_BINDING) {
           pb[v.to * PER_BINDING + B.to_cpe_packets]++;
           pb[v.to * PER_BINDING + B.to_cpe_bytes] += v.len;
@@ -155,12 +169,15 @@ export class PrrDataplane {
       }
       if (v.reason >= 0) c.drops6[v.reason]++;
       if (v.action === Action.ToInternet) {
-        if (v.generated) this.gen4.pushCopy(v.buf, v.off, v.len);
+        if (v.foreign && v.len > GEN_SLOT) this.sendOne(this.tun, v.buf, v.off, v.len, -1);
+        else if (v.foreign) this.gen4.pushCopy(v.buf, v.off, v.len);
         else toInet.push(v.off, v.len);
       } else if (v.action === Action.ToCpe) {
-        const box = v.generated ? this.gen6 : hair;
-        const j = v.generated ? box.pushCopy(v.buf, v.off, v.len) : box.push(v.off, v.len);
-        this.address(box, j, v.to);
+        if (v.foreign && v.len > GEN_SLOT) this.sendOne(this.tunnel, v.buf, v.off, v.len, v.to);
+        else {
+          const box = v.foreign ? this.gen6 : hair;
+          this.address(box, v.foreign ? box.pushCopy(v.buf, v.off, v.len) : box.push(v.off, v.len), v.to);
+        }
         if (v.hairpin) {
           g[G.hairpin_packets]++;
           g[G.hairpin_bytes] += v.len;
@@ -192,6 +209,18 @@ export class PrrDataplane {
     if (v.action === Action.ToInternet) this.gen4.pushCopy(v.buf, v.off, v.len);
     else if (v.action === Action.ToCpe) this.address(this.gen6, this.gen6.pushCopy(v.buf, v.off, v.len), v.to);
     this.flushGenerated();
+  }
+
+  /** Send one large packet the core holds (a reassembled datagram) at once: it will not fit a scratch slot. */
+  private sendOne(port: PacketPort, buf: Buffer, off: number, len: number, to: number): void {
+    const one = this.one;
+    one.tx.slab = buf;
+    one.tx.offsets[0] = off;
+    one.tx.lens[0] = len;
+    one.tx.count = 1;
+    if (to >= 0) this.address(one, 0, to);
+    const tunnel = port === (this.tunnel as PacketPort);
+    this.flush(one, port, tunnel ? G.out6_packets : G.out4_packets, tunnel ? G.out6_bytes : G.out4_bytes);
   }
 
   /** Fill destination (the CPE) and source (its tunnel endpoint) of packet j of a tunnel batch. */

@@ -114,8 +114,9 @@ const icmp = newIcmp4Header();
  * `dst` carrying an ICMPv4 error of `type`/`code`/`rest` that quotes orig[origOff, origOff+origLen)
  * cut so the packet is at most `maxLen` bytes (RFC 1812 §4.3.2.3: 576). Returns the packet
  * length, truncated (orig range outside `orig`), or no_space (out too small, or maxLen below 28 +
- * the quoted IPv4 header). `out` may be the same buffer as `orig`: the quote is moved first. Whether an error may be sent at all (not about an
- * ICMP error, a broadcast, a non-first fragment: RFC 1812 §4.3.2.7) is the caller's decision.
+ * the quoted IPv4 header). `out` may be the same buffer as `orig`: the quote is moved first.
+ * Whether an error may be sent at all (not about an ICMP error, a broadcast, a non-first
+ * fragment: RFC 1812 §4.3.2.7) is the caller's decision.
  */
 export function buildIcmp4Error(
   out: Buffer,
@@ -163,7 +164,8 @@ export function buildIcmp4FragNeeded(
   maxLen = ICMP4_ERROR_MAX_LEN,
 ): number {
   const rest = icmp4FragNeededRest(mtu);
-  return buildIcmp4Error(out, outOff, src, dst, ttl, ICMP4_DEST_UNREACH, ICMP4_UNREACH_FRAG_NEEDED, rest, orig, origOff, origLen, maxLen);
+  const [type, code] = [ICMP4_DEST_UNREACH, ICMP4_UNREACH_FRAG_NEEDED];
+  return buildIcmp4Error(out, outOff, src, dst, ttl, type, code, rest, orig, origOff, origLen, maxLen);
 }
 
 /**

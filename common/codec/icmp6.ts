@@ -57,21 +57,30 @@ export function isIcmp6Error(type: number): boolean {
 }
 
 /** ICMPv6 checksum of the `len`-byte message at buf[off] (its checksum field must read 0). */
-export function icmp6Checksum(buf: Buffer, off: number, len: number, addr: Buffer, srcOff: number, dstOff: number): number {
+export function icmp6Checksum(
+  buf: Buffer,
+  off: number,
+  len: number,
+  addr: Buffer,
+  srcOff: number,
+  dstOff: number,
+): number {
   return csumFinish(csumAdd(buf, off, len, pseudoSum6(addr, srcOff, dstOff, PROTO_ICMPV6, len)));
 }
 
 /**
  * Decode the ICMPv6 message at buf[off, end) (`end`: the end of the IPv6 payload); the pseudo
- * header's addresses are at buf[srcOff] and buf[dstOff] (Ipv6Header.srcOff/dstOff). Returns
- * off + 8, or truncated / bad_checksum (not verified with DECODE_NO_VERIFY or DECODE_QUOTED).
- * For errors h.quoteOff is the offset of the quoted IPv6 header (decode it with DECODE_QUOTED).
+ * header's addresses are at addr[srcOff] and addr[dstOff] (usually the same packet, at
+ * Ipv6Header.srcOff/dstOff). Returns off + 8, or truncated / bad_checksum (not verified with
+ * DECODE_NO_VERIFY or DECODE_QUOTED). For errors h.quoteOff is the offset of the quoted IPv6
+ * header (decode it with DECODE_QUOTED).
  */
 export function decodeIcmp6(
   buf: Buffer,
   off: number,
   h: Icmp6Header,
   end: number,
+  addr: Buffer,
   srcOff: number,
   dstOff: number,
   flags = 0,
@@ -89,7 +98,7 @@ export function decodeIcmp6(
   h.quoteOff = isIcmp6Error(h.type) ? off + ICMP6_HLEN : -1;
   if ((flags & (DECODE_NO_VERIFY | DECODE_QUOTED)) === 0) {
     const len = end - off;
-    if (csumAdd(buf, off, len, pseudoSum6(buf, srcOff, dstOff, PROTO_ICMPV6, len)) !== 0xffff) {
+    if (csumAdd(buf, off, len, pseudoSum6(addr, srcOff, dstOff, PROTO_ICMPV6, len)) !== 0xffff) {
       return DecodeError.bad_checksum;
     }
   }
@@ -183,7 +192,8 @@ export function buildIcmp6PacketTooBig(
   origLen: number,
   maxLen = ICMP6_ERROR_MAX_LEN,
 ): number {
-  return buildIcmp6Error(out, outOff, src, srcOff, dst, dstOff, hopLimit, ICMP6_PACKET_TOO_BIG, 0, mtu, orig, origOff, origLen, maxLen);
+  const type = ICMP6_PACKET_TOO_BIG;
+  return buildIcmp6Error(out, outOff, src, srcOff, dst, dstOff, hopLimit, type, 0, mtu, orig, origOff, origLen, maxLen);
 }
 
 /** buildIcmp6Error for Destination Unreachable with `code` (e.g. 4: port unreachable). */
@@ -201,7 +211,8 @@ export function buildIcmp6Unreachable(
   origLen: number,
   maxLen = ICMP6_ERROR_MAX_LEN,
 ): number {
-  return buildIcmp6Error(out, outOff, src, srcOff, dst, dstOff, hopLimit, ICMP6_DEST_UNREACH, code, 0, orig, origOff, origLen, maxLen);
+  const type = ICMP6_DEST_UNREACH;
+  return buildIcmp6Error(out, outOff, src, srcOff, dst, dstOff, hopLimit, type, code, 0, orig, origOff, origLen, maxLen);
 }
 
 /**
@@ -225,7 +236,7 @@ export function buildIcmp6EchoReply(
   if (p < 0) return p;
   if (ip.proto !== PROTO_ICMPV6 || ip.fragHdrOff >= 0) return DecodeError.bad_icmp_type;
   const end = reqOff + IPV6_HLEN + ip.payloadLen;
-  const r = decodeIcmp6(req, p, icmp, end, ip.srcOff, ip.dstOff);
+  const r = decodeIcmp6(req, p, icmp, end, req, ip.srcOff, ip.dstOff);
   if (r < 0) return r;
   if (icmp.type !== ICMP6_ECHO_REQUEST) return DecodeError.bad_icmp_type;
   const icmpLen = end - p;

@@ -49,7 +49,18 @@ export interface TcpHeader {
 }
 
 export function newTcpHeader(): TcpHeader {
-  return { srcPort: 0, dstPort: 0, seq: 0, ack: 0, dataOff: TCP_MIN_HLEN, flags: 0, window: 0, csum: 0, urg: 0, optLen: 0 };
+  return {
+    srcPort: 0,
+    dstPort: 0,
+    seq: 0,
+    ack: 0,
+    dataOff: TCP_MIN_HLEN,
+    flags: 0,
+    window: 0,
+    csum: 0,
+    urg: 0,
+    optLen: 0,
+  };
 }
 
 /**
