@@ -14,11 +14,9 @@
  *   Sub = {name, ipv6, ipv4, ports, psid?, br, mtu, from_cpe_packets, from_cpe_bytes,
  *          to_cpe_packets, to_cpe_bytes, drops}
  */
-import { chmodSync, mkdirSync, rmSync } from 'node:fs';
-import net from 'node:net';
-import path from 'node:path';
+import type net from 'node:net';
 import { isIPv4, isIPv6 } from 'node:net';
-import { AplusError } from '../common/errors.js';
+import { ControlError, controlRequest as request, serveControl } from '../common/control.js';
 import { parsePortSet, type PortSetOptions } from '../common/portset.js';
 import { ipv4ToString, parseIpv4 } from '../common/codec/ipv4.js';
 import { ipv6ToString, parseIpv6OrThrow } from '../common/codec/ipv6.js';
@@ -26,8 +24,6 @@ import type { Logger } from '../common/log.js';
 import type { BindingTable } from './bindings.js';
 import { B, type PrrCounters } from './counters.js';
 import type { PrrPolicy } from './policy.js';
-
-const MAX_REQUEST = 64 * 1024;
 
 export interface ControlContext {
   table: BindingTable;
@@ -39,11 +35,7 @@ export interface ControlContext {
   log: Logger;
 }
 
-export class ControlError extends AplusError {
-  constructor(message: string) {
-    super('ERR_USAGE', message);
-  }
-}
+export { ControlError };
 
 export interface SubscriberView {
   name: string;
@@ -145,79 +137,12 @@ export function handleControl(ctx: ControlContext, req: Record<string, unknown>)
   }
 }
 
-function reply(ctx: ControlContext, line: string): Record<string, unknown> {
-  let req: unknown;
-  try {
-    req = JSON.parse(line);
-  } catch {
-    return { ok: false, error: 'request is not JSON' };
-  }
-  if (typeof req !== 'object' || req === null || Array.isArray(req)) return { ok: false, error: 'request must be a JSON object' };
-  try {
-    return handleControl(ctx, req as Record<string, unknown>);
-  } catch (err) {
-    return { ok: false, error: err instanceof Error ? err.message.replace(/\s*\n\s*/g, ' ') : String(err) };
-  }
+/** Listen on `file` (root-only) and serve this PRR's requests until closed. */
+export function servePrrControl(file: string, ctx: ControlContext): Promise<net.Server> {
+  return serveControl(file, (req) => handleControl(ctx, req));
 }
 
-/** Listen on `file` (root-only) and serve requests until closed. */
-export async function serveControl(file: string, ctx: ControlContext): Promise<net.Server> {
-  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  rmSync(file, { force: true });
-  const server = net.createServer((sock) => {
-    let buf = '';
-    sock.setEncoding('utf8');
-    sock.on('error', () => sock.destroy());
-    sock.on('data', (d: string) => {
-      buf += d;
-      if (buf.length > MAX_REQUEST) {
-        sock.end(JSON.stringify({ ok: false, error: `request over ${MAX_REQUEST} bytes` }) + '\n');
-        return;
-      }
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        if (line.trim() !== '') sock.write(JSON.stringify(reply(ctx, line)) + '\n');
-      }
-    });
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(file, () => resolve());
-  });
-  chmodSync(file, 0o600);
-  server.on('close', () => rmSync(file, { force: true }));
-  return server;
-}
-
-/** Send one request to a running PRR and return its reply (throws ControlError naming the socket). */
-export function controlRequest(file: string, req: Record<string, unknown>, timeoutMs = 5000): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    const sock = net.createConnection(file);
-    let buf = '';
-    const timer = setTimeout(() => {
-      sock.destroy();
-      reject(new ControlError(`${file}: no reply from the PRR within ${timeoutMs} ms`));
-    }, timeoutMs);
-    sock.setEncoding('utf8');
-    sock.on('connect', () => sock.write(JSON.stringify(req) + '\n'));
-    sock.on('data', (d: string) => {
-      buf += d;
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return;
-      clearTimeout(timer);
-      sock.end();
-      try {
-        resolve(JSON.parse(buf.slice(0, nl)) as Record<string, unknown>);
-      } catch {
-        reject(new ControlError(`${file}: the PRR sent a reply that is not JSON`));
-      }
-    });
-    sock.on('error', (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      const why = err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? 'no PRR is running there (is `prr run` started?)' : err.code === 'EACCES' ? 'permission denied (root only)' : err.message;
-      reject(new ControlError(`control socket ${file}: ${why}`));
-    });
-  });
+/** Send one request to a running PRR (throws ControlError naming the socket). */
+export function controlRequest(file: string, req: Record<string, unknown>, timeoutMs?: number): Promise<Record<string, unknown>> {
+  return request(file, req, { who: 'the PRR', verb: 'prr run', ...(timeoutMs !== undefined ? { timeoutMs } : {}) });
 }

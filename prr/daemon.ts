@@ -17,7 +17,7 @@ import type { Logger } from '../common/log.js';
 import type { TunDevice, Tunnel6Socket } from '../common/native/types.js';
 import { ipv6ToString } from '../common/codec/ipv6.js';
 import { BindingTable } from './bindings.js';
-import { serveControl } from './control.js';
+import { servePrrControl } from './control.js';
 import { PrrCore } from './core.js';
 import { PrrCounters } from './counters.js';
 import { PrrDataplane } from './dataplane.js';
@@ -130,7 +130,7 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
   const inPool = (ipv4: number): boolean => model.pools.some((p) => p.contains(ipv4));
   let control: net.Server | undefined;
   try {
-    control = await serveControl(model.controlSocket, {
+    control = await servePrrControl(model.controlSocket, {
       table,
       counters,
       policy: model.policy,
