@@ -1,0 +1,78 @@
+/**
+ * What the SMAP asks of conntrack: forget the LAN's flows when the binding changes, and count the
+ * ports of the port set in use.
+ *
+ * Flush (RFC 7596 §5.1: after a binding change the lwB4 must not keep using the old address or
+ * ports): delete every IPv4 entry whose original source is in the LAN prefix, and every entry whose
+ * reply goes to the old shared address (the router's own flows, NATed from its own addresses).
+ *
+ * Ports in use: one entry per NATed flow; its reply tuple's destination is the shared address and
+ * its destination port (or ICMP id) the port of our set it holds. Entries are read from
+ * /proc/net/nf_conntrack or from `conntrack -L` output: both print, per line, the protocol name,
+ * then the original tuple's `src= dst= sport= dport=` (or `type= code= id=`), then the reply's.
+ */
+import { formatIpv4, type Ipv4Prefix } from '../common/config/values.js';
+
+/** `conntrack` argument lists that flush the LAN's entries and those NATed to `shared`. */
+export function flushCommands(lanPrefix: Ipv4Prefix, shared: number | undefined): string[][] {
+  const cmds = [['-D', '-f', 'ipv4', '-s', String(lanPrefix)]];
+  if (shared !== undefined) cmds.push(['-D', '-f', 'ipv4', '-q', formatIpv4(shared)]);
+  return cmds;
+}
+
+/** The service categories of the 2010 port-usage study, by the original destination port. */
+export const SERVICES = ['dns', 'http', 'https', 'other'] as const;
+export type Service = (typeof SERVICES)[number];
+
+function serviceOf(port: number): Service {
+  if (port === 53) return 'dns';
+  if (port === 80) return 'http';
+  if (port === 443) return 'https';
+  return 'other';
+}
+
+export interface PortUsage {
+  /** Distinct ports of the set held, per protocol (tcp, udp, icmp; others by name). */
+  byProtocol: Record<string, number>;
+  /** NATed flows per service (dns, http, https, other). */
+  byService: Record<Service, number>;
+  /** NATed flows in all. */
+  flows: number;
+}
+
+/** Count the flows NATed to `shared` in conntrack listing text. Unparsable lines are skipped. */
+export function portUsage(text: string, shared: number): PortUsage {
+  const sharedText = formatIpv4(shared);
+  const ports = new Map<string, Set<number>>();
+  const byService = Object.fromEntries(SERVICES.map((s) => [s, 0])) as Record<Service, number>;
+  let flows = 0;
+  for (const line of text.split('\n')) {
+    const tokens = line.trim().split(/\s+/);
+    const proto = tokens.find((w) => /^[a-z][a-z0-9-]*$/.test(w) && w !== 'ipv4' && w !== 'ipv6');
+    if (proto === undefined || tokens.includes('ipv6')) continue;
+    const dst: string[] = [];
+    const dport: string[] = [];
+    const id: string[] = [];
+    for (const w of tokens) {
+      const eq = w.indexOf('=');
+      if (eq < 0) continue;
+      const k = w.slice(0, eq);
+      const val = w.slice(eq + 1);
+      if (k === 'dst') dst.push(val);
+      else if (k === 'dport') dport.push(val);
+      else if (k === 'id') id.push(val);
+    }
+    // Second occurrence = the reply tuple.
+    if (dst[1] !== sharedText) continue;
+    const port = Number(proto === 'icmp' ? id[1] : dport[1]);
+    if (!Number.isInteger(port)) continue;
+    flows++;
+    let set = ports.get(proto);
+    if (set === undefined) ports.set(proto, (set = new Set()));
+    set.add(port);
+    byService[proto === 'icmp' ? 'other' : serviceOf(Number(dport[0]))]++;
+  }
+  const byProtocol: Record<string, number> = { tcp: 0, udp: 0, icmp: 0 };
+  for (const [proto, set] of ports) byProtocol[proto] = set.size;
+  return { byProtocol, byService, flows };
+}

@@ -1,0 +1,362 @@
+/**
+ * `smap run`: bring the CPE agent up from its config and keep it forwarding.
+ *
+ *   1. the control socket listens (so `smap status` answers while we wait), and the tunnel socket
+ *      (raw IPv6, next header 4) opens before any PRR packet can arrive;
+ *   2. the WAN IPv6 address: `[smap] wan_ipv6`, or the first usable global address of the WAN
+ *      interface, waited for (SLAAC) and then followed (smap/wan.ts);
+ *   3. the TUN (`smap0`) comes up with the tunnel MTU (`auto` = WAN MTU - 40) as the IPv4 default
+ *      route; the nftables table (smap/nft.ts) goes in with one `nft -f`; the LAN's conntrack
+ *      entries are flushed (a new binding: RFC 7596 §5.1); the dnsmasq snippet is written;
+ *   4. the data plane starts.
+ *
+ * The binding comes from `[static]`; `reload()` (SIGHUP) re-reads it and applies a change in
+ * place: new table, flushed conntrack, new tunnel endpoint. On stop the TUN closes (its routes
+ * go with it), the table and the snippet are removed.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import type net from 'node:net';
+import path from 'node:path';
+import { loadSmapConfig, type SmapConfig } from '../common/config/smap.js';
+import { formatIpv4, ipv6Bytes } from '../common/config/values.js';
+import { serveControl } from '../common/control.js';
+import { ConfigError, NativeError } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import type { TunDevice, Tunnel6Socket } from '../common/native/types.js';
+import { TUNNEL_OVERHEAD } from '../common/codec/constants.js';
+import { flushCommands, portUsage, type PortUsage } from './conntrack.js';
+import { SmapCore, type SmapBinding } from './core.js';
+import { SmapCounters, type CounterSnapshot } from './counters.js';
+import { SmapDataplane } from './dataplane.js';
+import { removeTableText, renderTable } from './nft.js';
+import { linkMtu, monitorAddresses, pickWanAddress } from './wan.js';
+
+export interface SmapIo {
+  openTun(name: string): TunDevice;
+  openTunnel(bind: string): Tunnel6Socket;
+  /** Run `ip ARGS` (throws NativeError with ip's message). */
+  ip(args: string[]): void;
+  /** Run `ip -j ARGS` and parse its JSON (throws NativeError). */
+  ipJson(args: string[]): unknown;
+  /** Feed `input` to `nft -f -` (throws NativeError with nft's first error line). */
+  nft(input: string): void;
+  /** Run `conntrack ARGS`; "0 flow entries" is not an error. */
+  conntrack(args: string[]): void;
+  /** The conntrack table as text (/proc/net/nf_conntrack, or `conntrack -L`). */
+  conntrackTable(): Promise<string>;
+  readSysctl(key: string): string | undefined;
+  /** Write a sysctl under /proc/sys (best effort). */
+  sysctl(key: string, value: string): void;
+  writeFile(file: string, text: string): void;
+  removeFile(file: string): void;
+  /** Call onEvent after IPv6 address changes; returns a stop function. */
+  monitorAddresses(onEvent: () => void): () => void;
+}
+
+export interface SmapStatus {
+  state: 'waiting_for_wan' | 'running';
+  binding: { source: 'static'; shared_ipv4: string; ports: string; port_count: number; prr_ipv6: string };
+  wan: { interface: string; ipv6: string | null; configured: boolean };
+  tunnel: { tun: string; mtu: number | null };
+  lan: { interface: string; prefix: string };
+  counters: CounterSnapshot;
+  ports_in_use: PortUsage;
+}
+
+export interface Smap {
+  readonly core: SmapCore;
+  readonly counters: SmapCounters;
+  /**
+   * Resolves when the WAN address is known and the data plane runs (or when stopped while
+   * waiting); rejects when bringing it up failed, with everything set up so far undone.
+   */
+  readonly ready: Promise<void>;
+  wanAddress(): string | undefined;
+  status(): Promise<SmapStatus>;
+  /** Apply a new binding: table rewritten, LAN conntrack flushed, tunnel pointed at the new PRR. */
+  setBinding(b: SmapBinding): void;
+  /** Re-read the config file's [static] binding; true when it changed. */
+  reload(): boolean;
+  stop(): Promise<void>;
+}
+
+/** The static binding of a loaded config; a ConfigError when there is none. */
+export function staticBinding(cfg: SmapConfig, file: string): SmapBinding {
+  const st = cfg.static;
+  if (st.shared_ipv4 === undefined || st.ports === undefined || st.prr_ipv6 === undefined) {
+    throw new ConfigError('`smap run` takes its binding from [static] (shared_ipv4, ports, prr_ipv6); [registration] is not supported yet', {
+      file,
+      section: 'static',
+    });
+  }
+  return { shared: st.shared_ipv4, ports: st.ports, prr: ipv6Bytes(st.prr_ipv6) };
+}
+
+function sameBinding(a: SmapBinding, b: SmapBinding): boolean {
+  return a.shared === b.shared && a.ports.equals(b.ports) && a.prr.equals(b.prr);
+}
+
+const WAIT_POLL_MS = 1000;
+const WAIT_LOG_EVERY = 30;
+
+export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: SmapIo): Promise<Smap> {
+  let binding = staticBinding(cfg, file);
+  const { wan_interface: wanIf, tun: tunName, lan_prefix: lanPrefix } = cfg.smap;
+  const core = new SmapCore(binding);
+  const counters = new SmapCounters();
+  const configuredWan = cfg.smap.wan_ipv6;
+  let wan: string | undefined = configuredWan;
+  let mtu: number | undefined;
+  let tun: TunDevice | undefined;
+  let dataplane: SmapDataplane | undefined;
+  let tableWritten = false;
+  let snippetWritten = false;
+  let stopMonitor: (() => void) | undefined;
+  let stopping = false;
+  let wake: (() => void) | undefined;
+
+  const readWan = (): string | undefined => {
+    try {
+      return pickWanAddress(io.ipJson(['-6', 'addr', 'show', 'dev', wanIf]));
+    } catch (err) {
+      log.debug(`WAN ${wanIf}: ${(err as Error).message}`);
+      return undefined;
+    }
+  };
+  const plan = (): Parameters<typeof renderTable>[0] => ({ tun: tunName, lanPrefix, shared: binding.shared, ports: binding.ports, mtu: mtu! });
+  const flush = (shared: number): void => {
+    for (const args of flushCommands(lanPrefix, shared)) io.conntrack(args);
+  };
+  const follow = (): void => {
+    const now = readWan();
+    if (now === undefined || now === wan) {
+      wake?.();
+      return;
+    }
+    const was = wan;
+    wan = now;
+    if (dataplane !== undefined) {
+      dataplane.setEndpoints(binding.prr, ipv6Bytes(now));
+      log.info(`WAN address ${was ?? '(none)'} -> ${now}: the tunnel follows (the PRR must know the new address)`);
+    }
+    wake?.();
+  };
+
+  const cleanup = (): void => {
+    stopMonitor?.();
+    if (dataplane !== undefined) dataplane.stop();
+    else {
+      tun?.close();
+      tunnel.close();
+    }
+    if (tableWritten) {
+      try {
+        io.nft(removeTableText());
+      } catch (err) {
+        log.warn(`could not remove table ip smap: ${(err as Error).message}`);
+      }
+    }
+    if (snippetWritten && cfg.tunnel.dnsmasq_snippet !== undefined) io.removeFile(cfg.tunnel.dnsmasq_snippet);
+  };
+
+  const status = async (): Promise<SmapStatus> => {
+    let text = '';
+    try {
+      text = await io.conntrackTable();
+    } catch (err) {
+      log.debug(`conntrack table: ${(err as Error).message}`);
+    }
+    return {
+      state: dataplane === undefined ? 'waiting_for_wan' : 'running',
+      binding: {
+        source: 'static',
+        shared_ipv4: formatIpv4(binding.shared),
+        ports: String(binding.ports),
+        port_count: binding.ports.size,
+        prr_ipv6: cfg.static.prr_ipv6 ?? '',
+      },
+      wan: { interface: wanIf, ipv6: wan ?? null, configured: configuredWan !== undefined },
+      tunnel: { tun: tunName, mtu: mtu ?? null },
+      lan: { interface: cfg.smap.lan_interface, prefix: String(lanPrefix) },
+      counters: counters.snapshot(),
+      ports_in_use: portUsage(text, binding.shared),
+    };
+  };
+
+  let control: net.Server;
+  try {
+    control = await serveControl(cfg.smap.control_socket, async (req) => {
+      if (req['cmd'] === 'status') return { ok: true, ...(await status()) };
+      throw new Error(`unknown command ${JSON.stringify(req['cmd'])}: expected status`);
+    });
+  } catch (err) {
+    throw new ConfigError(`cannot listen: ${(err as Error).message}`, { file, section: 'smap', key: 'control_socket' });
+  }
+  const tunnel = (() => {
+    try {
+      return io.openTunnel('::');
+    } catch (err) {
+      control.close();
+      throw err;
+    }
+  })();
+
+  const bringUp = (): void => {
+    const wanMtu = cfg.tunnel.mtu === 'auto' ? linkMtu(io.ipJson(['link', 'show', 'dev', wanIf])) : undefined;
+    if (cfg.tunnel.mtu === 'auto' && wanMtu === undefined) throw new NativeError(`WAN ${wanIf}: cannot read its MTU for [tunnel] mtu = auto`);
+    mtu = cfg.tunnel.mtu === 'auto' ? wanMtu! - TUNNEL_OVERHEAD : cfg.tunnel.mtu;
+    tun = io.openTun(tunName);
+    // The TUN carries IPv4 only: no link-local IPv6, no router solicitations or MLD into it.
+    io.sysctl(`net/ipv6/conf/${tun.name}/disable_ipv6`, '1');
+    io.ip(['link', 'set', 'dev', tun.name, 'mtu', String(mtu), 'up']);
+    io.ip(['route', 'replace', 'default', 'dev', tun.name]);
+    if (io.readSysctl('net/netfilter/nf_conntrack_helper') === '1') {
+      io.sysctl('net/netfilter/nf_conntrack_helper', '0');
+      log.info('turned off automatic conntrack helper assignment (net.netfilter.nf_conntrack_helper = 0): NAT helpers choose ports outside the set');
+    }
+    io.nft(renderTable(plan()));
+    tableWritten = true;
+    flush(binding.shared);
+    const snippet = cfg.tunnel.dnsmasq_snippet;
+    if (snippet !== undefined) {
+      io.writeFile(snippet, `# Written by smap: the LAN's MTU is the tunnel MTU (DHCP option 26).\ndhcp-option=option:mtu,${mtu}\n`);
+      snippetWritten = true;
+    }
+    dataplane = new SmapDataplane(core, counters, tun, tunnel);
+    dataplane.onTunnelError = (e) => log.debug(`tunnel error report: ${e.origin} type ${e.type} code ${e.code} toward ${e.dst ?? '?'}`);
+    dataplane.setEndpoints(binding.prr, ipv6Bytes(wan!));
+    dataplane.start();
+    if (io.readSysctl('net/ipv4/ip_forward') !== '1') {
+      log.warn('IPv4 forwarding is off on this host (net.ipv4.ip_forward = 0): the LAN cannot reach the tunnel; run `sysctl -w net.ipv4.ip_forward=1`');
+    }
+    log.info(`forwarding: ${tun.name} mtu ${mtu}, ${formatIpv4(binding.shared)} ports ${binding.ports} via ${cfg.static.prr_ipv6}, from ${wan}`);
+  };
+
+  const ready = (async () => {
+    if (configuredWan === undefined) {
+      stopMonitor = io.monitorAddresses(follow);
+      wan = readWan();
+      for (let i = 1; wan === undefined && !stopping; i++) {
+        if (i === 1) log.info(`waiting for a global IPv6 address on ${wanIf} (SLAAC)`);
+        else if (i % WAIT_LOG_EVERY === 0) log.info(`still waiting for a global IPv6 address on ${wanIf}`);
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, WAIT_POLL_MS);
+          wake = () => {
+            clearTimeout(t);
+            resolve();
+          };
+        });
+        wake = undefined;
+        wan ??= readWan();
+      }
+      if (stopping) return;
+    }
+    try {
+      bringUp();
+    } catch (err) {
+      stopping = true;
+      cleanup();
+      throw err;
+    }
+  })();
+
+  const smap: Smap = {
+    core,
+    counters,
+    ready,
+    wanAddress: () => wan,
+    status,
+    setBinding(next) {
+      const old = binding;
+      binding = next;
+      core.setBinding(next);
+      if (dataplane === undefined) return;
+      io.nft(renderTable(plan()));
+      flush(old.shared);
+      if (next.shared !== old.shared) flush(next.shared);
+      dataplane.setEndpoints(next.prr, ipv6Bytes(wan!));
+      log.info(`binding changed: ${formatIpv4(next.shared)} ports ${next.ports}; LAN conntrack entries flushed`);
+    },
+    reload() {
+      const next = staticBinding(loadSmapConfig(file), file);
+      if (sameBinding(next, binding)) {
+        log.info(`reloaded ${file}: binding unchanged`);
+        return false;
+      }
+      smap.setBinding(next);
+      return true;
+    },
+    async stop() {
+      const failed = stopping; // bringUp failed and cleaned up already
+      stopping = true;
+      wake?.();
+      await ready.catch(() => undefined);
+      if (!failed) cleanup();
+      await new Promise<void>((resolve) => control.close(() => resolve()));
+      log.info('stopped');
+    },
+  };
+  ready.catch(() => undefined); // the caller awaits `ready`; never an unhandled rejection
+  return smap;
+}
+
+// ---- the real system ----------------------------------------------------------------------------
+
+function run(cmd: string, args: string[], input?: string): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    const msg = (e.stderr ?? '').trim().split('\n').find((l) => l.trim() !== '') ?? e.message;
+    throw new NativeError(`${cmd} ${args.join(' ')}: ${msg.trim()}`);
+  }
+}
+
+const PROC_CONNTRACK = '/proc/net/nf_conntrack';
+
+/** The SmapIo of a real host: the ip, nft and conntrack tools, /proc/sys. */
+export function systemIo(openTun: SmapIo['openTun'], openTunnel: SmapIo['openTunnel']): SmapIo {
+  return {
+    openTun,
+    openTunnel,
+    ip: (args) => void run('ip', args),
+    ipJson: (args) => JSON.parse(run('ip', ['-j', ...args]) || '[]') as unknown,
+    nft: (input) => void run('nft', ['-f', '-'], input),
+    conntrack(args) {
+      try {
+        execFileSync('conntrack', args, { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+      } catch (err) {
+        const e = err as { stderr?: string; message: string };
+        // `conntrack -D` exits 1 when nothing matched: that is a successful flush.
+        if (/0 flow entries/.test(e.stderr ?? '')) return;
+        throw new NativeError(`conntrack ${args.join(' ')}: ${(e.stderr ?? e.message).trim().split('\n')[0]}`);
+      }
+    },
+    async conntrackTable() {
+      if (existsSync(PROC_CONNTRACK)) return readFile(PROC_CONNTRACK, 'utf8');
+      return run('conntrack', ['-L', '-f', 'ipv4']);
+    },
+    readSysctl(key) {
+      try {
+        return readFileSync(`/proc/sys/${key}`, 'utf8').trim();
+      } catch {
+        return undefined;
+      }
+    },
+    sysctl(key, value) {
+      try {
+        writeFileSync(`/proc/sys/${key}`, value);
+      } catch {
+        /* best effort: an absent key changes nothing we rely on */
+      }
+    },
+    writeFile(file, text) {
+      mkdirSync(path.dirname(file), { recursive: true });
+      writeFileSync(file, text);
+    },
+    removeFile: (file) => rmSync(file, { force: true }),
+    monitorAddresses: (onEvent) => monitorAddresses(onEvent),
+  };
+}

@@ -1,0 +1,129 @@
+/**
+ * The SMAP's packet loop: batches from the TUN (the LAN and the router, SNATed by the kernel)
+ * and from the tunnel socket (the PRR), through the forwarding core, counted, sent on in batches.
+ *
+ *   TUN ──batch──► core.fromLan ──► tunnel.send (to the PRR, from our WAN address)
+ *   tunnel ──batch──► core.fromTunnel ──► TUN.send (the kernel un-NATs and routes to the LAN)
+ *
+ * Every packet into the tunnel goes to one place from one address, so the per-packet destination
+ * and source slots of the send batch are filled once, when the binding or the WAN address
+ * changes, never per packet. Packets are sent from the receive ring where they lie (no copy).
+ */
+import type { Icmp6ErrorReport, PacketPort, TunDevice, Tunnel6Socket, TxBatch } from '../common/native/types.js';
+import { Action, newVerdict, type SmapCore, type Verdict } from './core.js';
+import { G, type SmapCounters } from './counters.js';
+
+function newBatch(n: number, tunnel: boolean): TxBatch {
+  return {
+    slab: Buffer.alloc(0),
+    offsets: new Int32Array(n),
+    lens: new Int32Array(n),
+    count: 0,
+    ...(tunnel ? { dsts: Buffer.alloc(16 * n), srcs: Buffer.alloc(16 * n) } : {}),
+  };
+}
+
+export class SmapDataplane {
+  private readonly v: Verdict = newVerdict();
+  private readonly toPrr: TxBatch;
+  private readonly toLan: TxBatch;
+  /** Called with each tunnel error report (ICMPv6 errors, local send errors), after counting. */
+  onTunnelError: ((e: Icmp6ErrorReport) => void) | undefined;
+
+  constructor(
+    readonly core: SmapCore,
+    readonly counters: SmapCounters,
+    readonly tun: TunDevice,
+    readonly tunnel: Tunnel6Socket,
+  ) {
+    this.toPrr = newBatch(tun.ring.batch, true);
+    this.toLan = newBatch(tunnel.ring.batch, false);
+  }
+
+  /**
+   * Set where tunnel packets go (the PRR) and the source they carry (our WAN address); an
+   * undefined source leaves the choice to the kernel.
+   */
+  setEndpoints(prr: Buffer, src: Buffer | undefined): void {
+    const n = this.toPrr.offsets.length;
+    for (let i = 0; i < n; i++) {
+      prr.copy(this.toPrr.dsts!, 16 * i, 0, 16);
+      if (src !== undefined) src.copy(this.toPrr.srcs!, 16 * i, 0, 16);
+      else this.toPrr.srcs!.fill(0, 16 * i, 16 * i + 16);
+    }
+  }
+
+  start(): void {
+    this.tunnel.onError((e) => {
+      this.counters.global[G.tunnel_errors]++;
+      this.onTunnelError?.(e);
+    });
+    this.tunnel.start((n) => this.onTunnelBatch(n));
+    this.tun.start((n) => this.onTunBatch(n));
+  }
+
+  stop(): void {
+    this.tun.close();
+    this.tunnel.close();
+  }
+
+  /** IPv4 from the LAN (and the router itself), NATed: to the PRR. */
+  private onTunBatch(count: number): void {
+    const ring = this.tun.ring;
+    const { core, v } = this;
+    const c = this.counters;
+    const g = c.global;
+    const out = this.toPrr;
+    out.slab = ring.slab;
+    out.count = 0;
+    for (let i = 0; i < count; i++) {
+      const off = i * ring.slotSize + ring.headroom;
+      const len = ring.lens[i]!;
+      g[G.lan_packets]++;
+      g[G.lan_bytes] += len;
+      core.fromLan(ring.slab, off, len, v);
+      if (v.action !== Action.ToPrr) {
+        if (v.reason >= 0) c.dropsOut[v.reason]++;
+        continue;
+      }
+      if (v.fragment) g[G.fragments_out]++;
+      out.offsets[out.count] = v.off;
+      out.lens[out.count++] = v.len;
+    }
+    this.flush(out, this.tunnel, G.to_prr_packets, G.to_prr_bytes);
+  }
+
+  /** IPv4 from the tunnel: only the PRR's, only for our address, to the TUN. */
+  private onTunnelBatch(count: number): void {
+    const ring = this.tunnel.ring;
+    const { core, v } = this;
+    const c = this.counters;
+    const g = c.global;
+    const out = this.toLan;
+    out.slab = ring.slab;
+    out.count = 0;
+    for (let i = 0; i < count; i++) {
+      const off = i * ring.slotSize + ring.headroom;
+      const len = ring.lens[i]!;
+      g[G.tunnel_packets]++;
+      g[G.tunnel_bytes] += len;
+      core.fromTunnel(ring.srcs, 16 * i, ring.slab, off, len, v);
+      if (v.action !== Action.ToLan) {
+        if (v.reason >= 0) c.dropsIn[v.reason]++;
+        continue;
+      }
+      out.offsets[out.count] = v.off;
+      out.lens[out.count++] = v.len;
+    }
+    this.flush(out, this.tun, G.to_lan_packets, G.to_lan_bytes);
+  }
+
+  private flush(tx: TxBatch, port: PacketPort, pk: number, by: number): void {
+    if (tx.count === 0) return;
+    const sent = port.send(tx);
+    const g = this.counters.global;
+    g[pk] += sent;
+    for (let i = 0; i < sent; i++) g[by] += tx.lens[i]!;
+    if (sent < tx.count) g[G.tx_errors] += tx.count - sent;
+  }
+}

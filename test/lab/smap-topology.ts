@@ -1,0 +1,235 @@
+/**
+ * The SMAP end-to-end topology: two CPEs, each with a LAN host, share one IPv4 address through
+ * the real PRR. Both LANs use OpenWrt's 192.168.1.0/24, as real customers would.
+ *
+ *   lan1 192.168.1.2 ── 192.168.1.1 cpe1 (smap) 2001:db8:1::2 ──┐
+ *                                                               prr (BR 2001:db8:ffff::1)  198.51.100.1 ── 198.51.100.2 inet
+ *   lan2 192.168.1.2 ── 192.168.1.1 cpe2 (smap) 2001:db8:2::2 ──┘      shared 192.0.2.100           HTTP, DNS (dnsmasq),
+ *                                                                                                    TCP hold/echo, iperf3
+ * The PRR is the CPEs' IPv6 router too (each CPE's WAN link ends on it). Each CPE's LAN runs
+ * dnsmasq (DHCP only) with the snippet its agent writes (option 26 = the tunnel MTU).
+ */
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Lab, waitFor, type Host } from './lab.js';
+import { distPath } from './paths.js';
+
+export const SHARED = '192.0.2.100';
+export const INET = '198.51.100.2';
+export const BR = '2001:db8:ffff::1';
+export const LAN_HOST = '192.168.1.2';
+
+/** HTTP on 80 (`/` answers "addr:port" of the client, `/peers?port=P` lists the open connections
+ * of hold port P as JSON, `/udp-peers` the sources seen by the UDP echo on 7007, `/blast?port=P&n=N`
+ * sends N datagrams from 7007 to the shared address, port P), TCP hold-and-echo servers on the
+ * ports given as arguments. */
+export const INET_SERVERS = `
+const net = require('net'), http = require('http'), dgram = require('dgram');
+const peers = new Map();
+const udpPeers = [];
+const udp = dgram.createSocket('udp4');
+udp.on('message', (m, r) => { udpPeers.push({ addr: r.address, port: r.port }); udp.send(m, r.port, r.address); });
+udp.bind(7007, '${INET}');
+for (const p of process.argv.slice(1).map(Number)) {
+  const open = new Set(); peers.set(p, open);
+  net.createServer((s) => {
+    const who = { addr: s.remoteAddress, port: s.remotePort };
+    open.add(who); s.on('close', () => open.delete(who)); s.on('error', () => {});
+    s.on('data', (d) => s.write(d));
+  }).listen(p, '${INET}');
+}
+http.createServer((q, r) => {
+  const u = new URL(q.url, 'http://x');
+  if (u.pathname === '/udp-peers') return r.end(JSON.stringify(udpPeers));
+  if (u.pathname === '/blast') {
+    const n = Number(u.searchParams.get('n')), port = Number(u.searchParams.get('port'));
+    for (let i = 0; i < n; i++) udp.send('blast', port, '${SHARED}');
+    return r.end('sent\\n');
+  }
+  if (u.pathname === '/peers') return r.end(JSON.stringify([...(peers.get(Number(u.searchParams.get('port'))) ?? [])]));
+  r.end(q.socket.remoteAddress + ':' + q.socket.remotePort + '\\n');
+}).listen(80, '${INET}', () => console.log('ready'));`;
+
+/** Opens argv[2] connections to argv[1]:argv[3] (plus argv[4] more, one at a time, after all
+ * the first ones are up), then echoes a line on each of the first ones; prints one JSON line,
+ * then holds everything open until stdin ends. */
+export const HOLD_CLIENT = `
+const net = require('net');
+const [host, n, port, extra] = [process.argv[1], Number(process.argv[2]), Number(process.argv[3]), Number(process.argv[4] ?? 0)];
+const open = (timeout) => new Promise((res) => {
+  const s = net.connect({ host, port, timeout });
+  s.once('connect', () => { s.setTimeout(0); res({ s, ok: 'ok' }); });
+  s.once('timeout', () => { s.destroy(); res({ s, ok: 'timeout' }); });
+  s.once('error', (e) => res({ s, ok: e.code }));
+});
+const echo = (s) => new Promise((res) => {
+  const t = setTimeout(() => res(false), 5000);
+  s.once('data', (d) => { clearTimeout(t); res(d.toString() === 'ping\\n'); });
+  s.write('ping\\n');
+});
+(async () => {
+  const first = await Promise.all(Array.from({ length: n }, () => open(10000)));
+  const more = [];
+  for (let i = 0; i < extra; i++) more.push(await open(3000));
+  const echoed = await Promise.all(first.filter((c) => c.ok === 'ok').map((c) => echo(c.s)));
+  console.log(JSON.stringify({ connected: first.filter((c) => c.ok === 'ok').length, failed: first.filter((c) => c.ok !== 'ok').map((c) => c.ok),
+    extra: more.map((c) => c.ok), echoed: echoed.filter(Boolean).length }));
+  process.stdin.resume();
+  process.stdin.on('end', () => process.exit(0));
+})();`;
+
+/** Binds a UDP port, sends one datagram to the echo server (argv[1]:7007), prints "got N" at
+ * each datagram received, and "received N" when stdin ends. */
+export const UDP_CLIENT = `
+const s = require('dgram').createSocket('udp4');
+let got = 0;
+s.on('message', () => console.log('got ' + ++got));
+s.bind(4000, () => s.send('hi', 7007, process.argv[1]));
+process.stdin.resume();
+process.stdin.on('end', () => { console.log('received ' + got); process.exit(0); });`;
+
+export interface CpeSpec {
+  ports: string;
+  /** Give the WAN its address only when the test says so (`addWan`): the agent waits for it. */
+  wanLater?: boolean;
+}
+
+export interface Cpe {
+  host: Host;
+  lan: Host;
+  wan6: string;
+  config: string;
+  agent: ChildProcess | undefined;
+  /** Everything the agent printed on stderr (its log). */
+  log(): string;
+}
+
+export interface SmapLab {
+  lab: Lab;
+  dir: string;
+  prr: Host;
+  inet: Host;
+  cpes: [Cpe, Cpe];
+  prrConfig: string;
+  /** Start a CPE's agent (not waiting for it). */
+  startAgent(cpe: Cpe): void;
+  /** Resolves when the CPE's agent has printed `smap: running`. */
+  agentRunning(cpe: Cpe): Promise<void>;
+  /** Start dnsmasq (DHCP only) on the CPE's LAN with the snippet its agent wrote. */
+  startDhcp(cpe: Cpe): Promise<void>;
+  /** Add the CPE's WAN address (for `wanLater`). */
+  addWan(cpe: Cpe): void;
+  /** Run a built CLI (`prr` or `smap`) in a host. */
+  cli(h: Host, which: 'prr' | 'smap', args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }>;
+  destroy(): void;
+}
+
+function collect(child: ChildProcess): () => string {
+  let out = '';
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => (out += d));
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => (out += d));
+  return () => out;
+}
+
+async function started(what: string, child: ChildProcess, output: () => string, marker: string, timeoutMs = 20_000): Promise<void> {
+  await waitFor(what, () => {
+    if (child.exitCode !== null) throw new Error(`${what} exited ${child.exitCode}: ${output().trim().split('\n').slice(-3).join(' | ')}`);
+    return output().includes(marker) ? true : undefined;
+  }, timeoutMs);
+}
+
+export async function buildSmapLab(tag: string, specs: [CpeSpec, CpeSpec]): Promise<SmapLab> {
+  const lab = Lab.create(tag);
+  const dir = mkdtempSync(join(tmpdir(), `aplus-${tag}-`));
+  const destroy = (): void => {
+    lab.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const prr = lab.host('prr');
+    const inet = lab.host('inet');
+    lab.link(prr, inet, { aDev: 'inet', bDev: 'eth0', a: ['198.51.100.1/24'], b: [`${INET}/24`] });
+    inet.route('192.0.2.0/24', { gw: '198.51.100.1' });
+    prr.addAddress('lo', `${BR}/128`);
+    prr.forwarding();
+
+    const cpes = specs.map((spec, i) => {
+      const n = i + 1;
+      const host = lab.host(`cpe${n}`);
+      const lan = lab.host(`lan${n}`);
+      const wan6 = `2001:db8:${n}::2`;
+      lab.link(host, prr, { aDev: 'wan', bDev: `cpe${n}`, b: [`2001:db8:${n}::1/64`] });
+      if (spec.wanLater !== true) host.addAddress('wan', `${wan6}/64`);
+      // onlink: the route holds before the WAN has an address (as a route learnt from an RA would).
+      host.run('ip', '-6', 'route', 'replace', '::/0', 'via', `2001:db8:${n}::1`, 'dev', 'wan', 'onlink');
+      lab.link(lan, host, { aDev: 'eth0', bDev: 'lan', a: [`${LAN_HOST}/24`], b: ['192.168.1.1/24'] });
+      lan.route('default', { gw: '192.168.1.1' });
+      host.sysctl('net.ipv4.ip_forward', 1);
+      const config = join(dir, `cpe${n}.ini`);
+      writeFileSync(config, [
+        '[smap]', 'wan_interface = wan', 'lan_interface = lan', 'lan_prefix = 192.168.1.0/24', `control_socket = ${join(dir, `cpe${n}.sock`)}`,
+        '[tunnel]', 'mtu = auto', `dnsmasq_snippet = ${join(dir, `cpe${n}-dnsmasq.conf`)}`,
+        '[static]', `shared_ipv4 = ${SHARED}`, `ports = ${spec.ports}`, `prr_ipv6 = ${BR}`,
+        '[metrics]', 'enabled = false', '',
+      ].join('\n'));
+      return { host, lan, wan6, config, agent: undefined as ChildProcess | undefined, log: () => '' };
+    }) as [Cpe, Cpe];
+
+    const prrConfig = join(dir, 'prr.ini');
+    writeFileSync(prrConfig, [
+      '[prr]', 'ipv4 = 198.51.100.1', `tunnel_ipv6 = ${BR}`, `shared_ipv4 = ${SHARED}`, `control_socket = ${join(dir, 'prr.sock')}`,
+      '[metrics]', 'enabled = false',
+      ...specs.flatMap((s, i) => [`[subscriber.cpe${i + 1}]`, `ipv6 = 2001:db8:${i + 1}::2`, `shared_ipv4 = ${SHARED}`, `ports = ${s.ports}`]),
+      '',
+    ].join('\n'));
+    const prrd = prr.spawn(process.execPath, [distPath('prr/cli.js'), 'run', '--config', prrConfig], { stdio: ['ignore', 'pipe', 'pipe'] });
+    await started('prr', prrd, collect(prrd), 'prr: running');
+
+    const servers = inet.spawn(process.execPath, ['-e', INET_SERVERS, '7000', '7001', '7002'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    await started('Internet servers', servers, collect(servers), 'ready');
+    const dnsmasq = inet.spawn('dnsmasq', ['-k', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', `--listen-address=${INET}`, '--bind-interfaces',
+      '--address=/www.example.test/198.51.100.2', `--pid-file=${join(dir, 'dns.pid')}`, '--user=root', '--log-facility=-'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const dnsOut = collect(dnsmasq);
+    await waitFor('dnsmasq resolver', () => {
+      if (dnsmasq.exitCode !== null) throw new Error(`dnsmasq exited ${dnsmasq.exitCode}: ${dnsOut().trim()}`);
+      return inet.run('ss', '-lunH', 'sport = :53').trim() !== '' ? true : undefined;
+    });
+
+    const cli = (h: Host, which: 'prr' | 'smap', args: string[]): ReturnType<Host['exec']> =>
+      h.exec(process.execPath, [distPath(`${which}/cli.js`), ...args], { timeoutMs: 30_000 });
+
+    return {
+      lab,
+      dir,
+      prr,
+      inet,
+      cpes,
+      prrConfig,
+      cli,
+      addWan: (cpe) => cpe.host.addAddress('wan', `${cpe.wan6}/64`),
+      startAgent(cpe) {
+        const child = cpe.host.spawn(process.execPath, [distPath('smap/cli.js'), 'run', '--config', cpe.config], { stdio: ['ignore', 'pipe', 'pipe'] });
+        cpe.agent = child;
+        cpe.log = collect(child);
+      },
+      agentRunning: (cpe) => started(`smap in ${cpe.host.short}`, cpe.agent!, cpe.log, 'smap: running'),
+      async startDhcp(cpe) {
+        const n = cpe.host.short.slice(3);
+        const d = cpe.host.spawn('dnsmasq', ['-k', '--port=0', `--conf-file=${join(dir, `cpe${n}-dnsmasq.conf`)}`, '--interface=lan', '--bind-interfaces',
+          '--dhcp-range=192.168.1.100,192.168.1.150,1h', `--dhcp-leasefile=${join(dir, `cpe${n}.leases`)}`, `--pid-file=${join(dir, `cpe${n}-dhcp.pid`)}`, '--user=root', '--log-facility=-'],
+          { stdio: ['ignore', 'pipe', 'pipe'] });
+        const dOut = collect(d);
+        await waitFor(`dnsmasq DHCP in cpe${n}`, () => {
+          if (d.exitCode !== null) throw new Error(`dnsmasq in cpe${n} exited ${d.exitCode}: ${dOut().trim()}`);
+          return cpe.host.run('ss', '-lunH', 'sport = :67').trim() !== '' ? true : undefined;
+        });
+      },
+      destroy,
+    };
+  } catch (err) {
+    destroy();
+    throw err;
+  }
+}
