@@ -281,6 +281,7 @@ export class PrrCore {
    */
   fromTunnelError(type: number, code: number, info: number, quoted: Buffer, qoff: number, qlen: number, v: Verdict): void {
     reset(v);
+    if (!this.policy.internal.allowIncomingIcmp) return drop(v, Drop.icmp_policy); // ICMPv6 arriving on the IPv6 side
     const ip = this.q; // portOf reads a quoted packet's ICMP leniently (cut short, no checksum)
     const p = decodeIpv4(quoted, qoff, ip, qoff + qlen, DECODE_QUOTED);
     if (p < 0) return drop(v, decodeDrop(p));

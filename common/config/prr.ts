@@ -6,6 +6,8 @@
  *   [internal]       the IPv6 side toward the CPEs: link MTU, ICMP, reassembly bounds
  *   [external]       the IPv4 side toward the Internet: the same keys
  *   [metrics]        Prometheus listener and the per-subscriber series cap
+ *   [registration]   the embedded SSH registration server: listener, host key, authorized keys,
+ *                    store, lease, port-count policy, rate limits (off unless enabled = true)
  *   [subscriber.X]   static bindings: CPE IPv6 address, shared IPv4 address, port set, tunnel endpoint
  *
  * MTUs. `[internal] mtu` is the IPv6 MTU of the path toward the CPEs (default 1500);
@@ -125,6 +127,26 @@ const sections = {
     listen: s.hostPort({ default: { host: '127.0.0.1', port: 9150 } }),
     per_subscriber: perSubscriberField({ default: { mode: 'top', n: 100 } }),
   },
+  registration: {
+    enabled: s.bool({ default: false }),
+    /** Its own listener, apart from the data plane and the metrics. */
+    listen: s.hostPort({ default: { host: '::', port: 2222 } }),
+    /** ed25519, OpenSSH format; generated (mode 0600) on first start when absent. */
+    host_key: s.filePath({ default: '/var/lib/prr/ssh_host_ed25519_key' }),
+    /** OpenSSH authorized_keys format, with the options name=, ports=, set= (prr/registration-keys.ts). */
+    authorized_keys: s.filePath({ default: '/etc/prr/authorized_keys' }),
+    /** The SQLite store of registered bindings (WAL, synchronous = FULL). */
+    database: s.filePath({ default: '/var/lib/prr/registrations.db' }),
+    lease: s.duration({ min: 60, max: 30 * 86400, default: 86400 }),
+    /** Ports per CPE when neither the request nor the key says: also the allocator's slot size. */
+    default_ports: s.int({ min: 1, max: 65536, default: 1000 }),
+    /** Bounds of a CPE's `--ports N` request (a key's ports= or set= is the operator's choice). */
+    min_ports: s.int({ min: 1, max: 65536, default: 200 }),
+    max_ports: s.int({ min: 1, max: 65536, default: 4000 }),
+    /** Requests per key, and over all keys. */
+    rate_per_key: rateField({ default: { packets: 10, seconds: 60 } }),
+    rate_total: rateField({ default: { packets: 1000, seconds: 1 } }),
+  },
 };
 const patterns = {
   subscriber: {
@@ -185,7 +207,6 @@ function checkPrr(cfg: s.Loaded<typeof sections, typeof patterns>, at: s.Locator
     throw at.error('tunnel', 'mtu', `${cfg.tunnel.mtu} does not fit in [internal] mtu ${cfg.internal.mtu} - 40 = ${auto}; lower it or raise [internal] mtu`);
   }
 
-  const byIpv6 = new Map<string, string>();
   const byIpv4 = new Map<number, Array<{ name: string; ports: PortSet }>>();
   for (const [name, sub] of cfg.subscriber) {
     const section = `subscriber.${name}`;
@@ -200,9 +221,8 @@ function checkPrr(cfg: s.Loaded<typeof sections, typeof patterns>, at: s.Locator
       throw at.error(section, 'br', `${sub.br} is not one of [prr] tunnel_ipv6 (${brs.join(', ')})`);
     }
     if (brs.includes(sub.ipv6)) throw at.error(section, 'ipv6', `${sub.ipv6} is a tunnel endpoint of the PRR ([prr] tunnel_ipv6)`);
-    const twin = byIpv6.get(sub.ipv6);
-    if (twin !== undefined) throw at.error(section, 'ipv6', `${sub.ipv6} is also the address of ${other(twin)}`);
-    byIpv6.set(sub.ipv6, name);
+    // Several sections may name one CPE address: one CPE with several port sets (softwires,
+    // RFC 7596 §5.1). Their sets must still not overlap, which the check below enforces.
     const peers = byIpv4.get(sub.shared_ipv4) ?? [];
     const clash = peers.find((p) => p.ports.overlaps(sub.ports));
     if (clash !== undefined) {

@@ -141,6 +141,9 @@ ports = 11001-12000
   t.same(parsePrrConfig(`${BASE}[metrics]\nper_subscriber = none\n`).metrics.per_subscriber, { mode: 'none' });
   const low = `${BASE}allow_system_ports = true\n[subscriber.ops]\nipv6 = 2001:db8:9::1\nshared_ipv4 = 192.0.2.3\nports = 1-1023\n`;
   t.equal(String(parsePrrConfig(low).subscriber.get('ops')?.ports), '1-1023', 'system ports when allowed');
+  // One CPE with two port sets (two softwires, RFC 7596 §5.1): two sections, one IPv6 address.
+  const two = parsePrrConfig(BASE + sub('alice', '2001:db8:1::1', '192.0.2.1', '10000-11000') + sub('alice2', '2001:DB8:1:0::1', '192.0.2.2', '10000-11000'));
+  t.equal(two.subscriber.size, 2, 'two sections may share a CPE address');
 });
 
 // One row per rule: the text after BASE, and the exact message.
@@ -149,8 +152,8 @@ const errors: Array<[string, string, string]> = [
     'prr.ini:12 [subscriber.bob] ports: 10500-11500 on 192.0.2.1 overlaps [subscriber.alice] (line 5) ports 10000-11000'],
   ['overlap, psid in range', sub('alice', '2001:db8:1::1', '192.0.2.1', '1232-1232') + sub('bob', '2001:db8:2::1', '192.0.2.1', 'psid:k=8/id=0x34'),
     'prr.ini:12 [subscriber.bob] ports: psid:a=6/k=8/id=52 on 192.0.2.1 overlaps [subscriber.alice] (line 5) ports 1232-1232'],
-  ['duplicate ipv6', sub('alice', '2001:db8:1::1', '192.0.2.1', '10000-11000') + sub('bob', '2001:DB8:1:0::1', '192.0.2.2', '10000-11000'),
-    'prr.ini:10 [subscriber.bob] ipv6: 2001:db8:1::1 is also the address of [subscriber.alice] (line 5)'],
+  ['one CPE, overlapping sets', sub('alice', '2001:db8:1::1', '192.0.2.1', '10000-11000') + sub('alice2', '2001:db8:1::1', '192.0.2.1', '10500-11500'),
+    'prr.ini:12 [subscriber.alice2] ports: 10500-11500 on 192.0.2.1 overlaps [subscriber.alice] (line 5) ports 10000-11000'],
   ['outside the pools', sub('alice', '2001:db8:1::1', '203.0.113.1', '10000-11000'),
     'prr.ini:7 [subscriber.alice] shared_ipv4: 203.0.113.1 is outside the shared pools (192.0.2.0/30)'],
   ['system ports', sub('alice', '2001:db8:1::1', '192.0.2.1', '80-80'),

@@ -637,6 +637,15 @@ t.test('fromTunnelError: a PTB below the IPv6 minimum MTU does not lower the tun
   }
 });
 
+t.test('fromTunnelError: [internal] allow_incoming_icmp = false refuses ICMPv6 errors', async (t) => {
+  const lab = makeLab({ policy: (p) => void (p.internal.allowIncomingIcmp = false) });
+  const sent = udp4({ src: INET, dst: SHARED, sport: 53, dport: 10500, df: true, data: 1300 });
+  const v = fromTunnelError(lab, ICMP6_PACKET_TOO_BIG, 0, 1300, sent);
+  isDrop(t, v, 'icmp_policy', 'PTB refused by policy');
+  t.equal(v.pmtuLowered, -1, 'the MTU is not lowered');
+  t.equal(lab.table.mtuOf(lab.cpe1), 0, 'no learnt MTU');
+});
+
 t.test('fromTunnelError: other errors become host unreachable to the sender', async (t) => {
   const lab = makeLab();
   const sent = tcp4({ src: INET, dst: SHARED, sport: 443, dport: 11500, flags: TCP_FLAG_ACK, data: 100, ttl: 55 });
