@@ -71,6 +71,8 @@ export class BindingTable {
   private nLive = 0;
 
   private readonly addrs = new Map<number, AddrPorts>();
+  /** Subscriber name -> binding id (one binding, the usual case) or ids (several port sets). */
+  private readonly byName = new Map<string, number | number[]>();
   private fine: Int32Array[] = [];
   private freeFine: number[] = [];
 
@@ -193,11 +195,28 @@ export class BindingTable {
     for (let i = 0; i < this.used; i++) if (this.live[i] === 1) yield i;
   }
 
-  /** Ids of the bindings of one subscriber name (a linear scan: control plane only). */
+  /** Ids of the bindings of one subscriber name, in the order they were added. */
   findSubscriber(name: string): number[] {
-    const out: number[] = [];
-    for (let i = 0; i < this.used; i++) if (this.live[i] === 1 && this.names[i] === name) out.push(i);
-    return out;
+    const ids = this.byName.get(name);
+    if (ids === undefined) return [];
+    return typeof ids === 'number' ? [ids] : [...ids];
+  }
+
+  private nameAdd(name: string, id: number): void {
+    const cur = this.byName.get(name);
+    if (cur === undefined) this.byName.set(name, id);
+    else if (typeof cur === 'number') this.byName.set(name, [cur, id]);
+    else cur.push(id);
+  }
+
+  private nameDel(name: string, id: number): void {
+    const cur = this.byName.get(name);
+    if (cur === id) this.byName.delete(name);
+    else if (Array.isArray(cur)) {
+      const rest = cur.filter((x) => x !== id);
+      if (rest.length === 1) this.byName.set(name, rest[0]!);
+      else this.byName.set(name, rest);
+    }
   }
 
   /** The live binding whose ports overlap `set` on `ipv4`, or NO_BINDING. */
@@ -228,6 +247,7 @@ export class BindingTable {
     if (id >= this.cap) this.grow();
     this.live[id] = 1;
     this.names[id] = b.subscriber;
+    this.nameAdd(b.subscriber, id);
     this.writeFields(id, b);
     this.index6(id);
     this.placePorts(id, b.ipv4, b.ports);
@@ -252,6 +272,10 @@ export class BindingTable {
     const sameV6 = this.ipv6Is(id, b.ipv6, 0);
     if (!sameV6) this.unindex6(id);
     if (!samePorts) this.clearPorts(id, oldV4, oldSet);
+    if (this.names[id] !== b.subscriber) {
+      this.nameDel(this.names[id]!, id);
+      this.nameAdd(b.subscriber, id);
+    }
     this.names[id] = b.subscriber;
     this.writeFields(id, b);
     if (!sameV6) this.index6(id);
@@ -265,6 +289,7 @@ export class BindingTable {
     this.clearPorts(id, this.ipv4s[id]!, this.sets[id]!);
     this.live[id] = 0;
     this.sets[id] = undefined;
+    this.nameDel(this.names[id]!, id);
     this.names[id] = undefined;
     this.freeIds.push(id);
     this.nLive--;

@@ -4,6 +4,7 @@ import {
   bindingKey,
   isValidPortSet,
   parsePortSet,
+  PortClaims,
   PortRange,
   PsidSet,
   type PortSet,
@@ -173,4 +174,24 @@ t.test('bindingKey packs (ipv4, port) into one exact number', async (t) => {
   t.equal(bindingKey(0xffffffff, 65535), 2 ** 48 - 1);
   t.ok(Number.isSafeInteger(bindingKey(0xffffffff, 65535)));
   t.not(bindingKey(1, 0), bindingKey(0, 65535));
+});
+
+t.test('PortClaims: a set is taken whole or not at all, checked against brute force', async (t) => {
+  let seed = 99;
+  const rnd = (n: number): number => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n);
+  const claims = new PortClaims();
+  const taken = new Uint8Array(65536);
+  let refused = 0;
+  for (let i = 0; i < 300; i++) {
+    const first = rnd(65536);
+    const set = rnd(2) === 0 ? new PortRange(first, Math.min(65535, first + rnd(700)), any) : new PsidSet(rnd(7), 1 + rnd(10), 0, any);
+    const psid = set.psid;
+    const s = psid === undefined ? set : new PsidSet(psid.offset, psid.length, rnd(2 ** psid.length), any);
+    let free = true;
+    for (const [a, b] of s.chunks()) for (let p = a; p <= b; p++) if (taken[p]) free = false;
+    t.equal(claims.claim(s), free, `${s}: ${free ? 'taken' : 'refused'}`);
+    if (free) for (const [a, b] of s.chunks()) taken.fill(1, a, b + 1);
+    else refused++;
+  }
+  t.ok(refused > 0, `some refused (${refused})`);
 });

@@ -29,7 +29,7 @@
  */
 import { IPV6_HLEN } from '../codec/constants.js';
 import { ConfigError } from '../errors.js';
-import { FIRST_USER_PORT, type PortSet } from '../portset.js';
+import { FIRST_USER_PORT, PortClaims, type PortSet } from '../portset.js';
 import { loadIni, parseIniText } from './load.js';
 import * as s from './schema.js';
 import { formatIpv4, parseDuration, parseInteger } from './values.js';
@@ -207,7 +207,7 @@ function checkPrr(cfg: s.Loaded<typeof sections, typeof patterns>, at: s.Locator
     throw at.error('tunnel', 'mtu', `${cfg.tunnel.mtu} does not fit in [internal] mtu ${cfg.internal.mtu} - 40 = ${auto}; lower it or raise [internal] mtu`);
   }
 
-  const byIpv4 = new Map<number, Array<{ name: string; ports: PortSet }>>();
+  const byIpv4 = new Map<number, { claims: PortClaims; subs: Array<{ name: string; ports: PortSet }> }>();
   for (const [name, sub] of cfg.subscriber) {
     const section = `subscriber.${name}`;
     const other = (n: string): string => `[subscriber.${n}]${lineNote(at, `subscriber.${n}`)}`;
@@ -223,12 +223,13 @@ function checkPrr(cfg: s.Loaded<typeof sections, typeof patterns>, at: s.Locator
     if (brs.includes(sub.ipv6)) throw at.error(section, 'ipv6', `${sub.ipv6} is a tunnel endpoint of the PRR ([prr] tunnel_ipv6)`);
     // Several sections may name one CPE address: one CPE with several port sets (softwires,
     // RFC 7596 §5.1). Their sets must still not overlap, which the check below enforces.
-    const peers = byIpv4.get(sub.shared_ipv4) ?? [];
-    const clash = peers.find((p) => p.ports.overlaps(sub.ports));
-    if (clash !== undefined) {
+    const peers = byIpv4.get(sub.shared_ipv4) ?? { claims: new PortClaims(), subs: [] };
+    if (!peers.claims.claim(sub.ports)) {
+      // Only now look for whom it overlaps: the bitmap keeps the check linear in the bindings.
+      const clash = peers.subs.find((p) => p.ports.overlaps(sub.ports))!;
       throw at.error(section, 'ports', `${sub.ports} on ${formatIpv4(sub.shared_ipv4)} overlaps ${other(clash.name)} ports ${clash.ports}`);
     }
-    peers.push({ name, ports: sub.ports });
+    peers.subs.push({ name, ports: sub.ports });
     byIpv4.set(sub.shared_ipv4, peers);
   }
 }

@@ -115,12 +115,18 @@ t.test('change keeps the id; remove frees the ports; several bindings per CPE', 
   t.equal(tbl.lookupPort(V4, 3500), a, 'new ports bound to the same id');
   t.equal(tbl.lookupIpv6(v6(9), 0), a, 'new IPv6 indexed');
   t.equal(tbl.lookupIpv6(v6(1), 0), a2, 'the other binding of the old address remains');
+  t.same(tbl.findSubscriber('a'), [a, a2], 'both bindings of subscriber a by name');
   tbl.remove(a2);
+  t.same(tbl.findSubscriber('a'), [a], 'one left after a remove');
   t.equal(tbl.lookupIpv6(v6(1), 0), NO_BINDING);
   t.equal(tbl.lookupPort(V4, 5500), NO_BINDING);
+  tbl.change(a, bind('renamed', 9, new PortRange(3000, 3999)));
+  t.same(tbl.findSubscriber('a'), [], 'old name gone after a rename');
+  t.same(tbl.findSubscriber('renamed'), [a], 'new name indexed');
   tbl.remove(a);
+  t.same(tbl.findSubscriber('renamed'), [], 'no name left');
   t.equal(tbl.lookupPort(V4, 3500), NOT_SHARED, 'an address with no bindings is no longer shared');
-  t.same(changes, [`add:${a}`, `add:${a2}`, `change:${a}`, `remove:${a2}`, `remove:${a}`]);
+  t.same(changes, [`add:${a}`, `add:${a2}`, `change:${a}`, `remove:${a2}`, `change:${a}`, `remove:${a}`]);
   t.throws(() => tbl.change(a, bind('a', 1, parsePortSet('4000-4100'))), /does not exist/);
 });
 
