@@ -6,6 +6,8 @@ import { labUnavailableReason } from '../test/lab/lab.js';
 
 const BENCHES: Record<string, () => Promise<{ main(args: string[]): Promise<void> }>> = {
   pipe: () => import('./pipe.js'),
+  prr: () => import('./prr.js'),
+  e2e: () => import('./e2e.js'),
 };
 
 async function main(): Promise<void> {
