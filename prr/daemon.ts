@@ -12,8 +12,10 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import type net from 'node:net';
+import { formatHostPort } from '../common/config/values.js';
 import { ConfigError, NativeError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
+import { TUN_QUEUE } from '../common/native/ring.js';
 import type { TunDevice, Tunnel6Socket } from '../common/native/types.js';
 import { ipv6ToString } from '../common/codec/ipv6.js';
 import { BindingTable } from './bindings.js';
@@ -21,6 +23,8 @@ import { servePrrControl } from './control.js';
 import { PrrCore } from './core.js';
 import { PrrCounters } from './counters.js';
 import { PrrDataplane } from './dataplane.js';
+import { prrRegistry } from './metrics.js';
+import { serveMetrics, type MetricsServer } from './metrics-server.js';
 import { loadPrrModel, type PrrModel } from './model.js';
 import type { StaticBinding } from './policy.js';
 
@@ -38,6 +42,8 @@ export interface Prr {
   readonly table: BindingTable;
   readonly counters: PrrCounters;
   readonly dataplane: PrrDataplane;
+  /** The Prometheus listener ([metrics] enabled/listen), when it runs. */
+  readonly metrics: MetricsServer | undefined;
   /** Re-read the config file's static bindings and apply the difference. */
   reload(): { added: number; changed: number; removed: number };
   stop(): Promise<void>;
@@ -113,7 +119,9 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
     // local sources and does no reverse-path check (conf/all/rp_filter must be 0 as well).
     io.sysctl(`net/ipv4/conf/${tun.name}/accept_local`, '1');
     io.sysctl(`net/ipv4/conf/${tun.name}/rp_filter`, '0');
-    io.ip(['link', 'set', 'dev', tun.name, 'mtu', String(model.tunnelMtu), 'up']);
+    // A deep queue toward the process: a burst arriving while it is descheduled waits instead of
+    // being dropped (the kernel's default, 500 packets, is a few milliseconds at line rate).
+    io.ip(['link', 'set', 'dev', tun.name, 'mtu', String(model.tunnelMtu), 'txqueuelen', String(TUN_QUEUE), 'up']);
     for (const pool of model.pools) io.ip(['route', 'replace', String(pool), 'dev', tun.name]);
   } catch (err) {
     tunnel.close();
@@ -142,6 +150,20 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
     dataplane.stop();
     throw new ConfigError(`cannot listen: ${(err as Error).message}`, { file: model.file, section: 'prr', key: 'control_socket' });
   }
+  // Metrics are not worth a PRR that does not forward: a listener that fails is a warning.
+  let metrics: MetricsServer | undefined;
+  if (model.metrics.enabled) {
+    const registry = prrRegistry(
+      { table, counters, pools: model.pools, allowSystemPorts: model.allowSystemPorts },
+      { perSubscriber: model.metrics.perSubscriber },
+    );
+    try {
+      metrics = await serveMetrics(registry, model.metrics.listen);
+      log.info(`metrics on http://${formatHostPort(metrics.address)}/metrics`);
+    } catch (err) {
+      log.warn(`${model.file} [metrics] listen: ${(err as Error).message}; forwarding without metrics`);
+    }
+  }
   log.info(`forwarding: ${tun.name} mtu ${model.tunnelMtu}, tunnel ${tunnel.bind}, ${table.size} bindings, pools ${model.pools.join(', ')}`);
 
   const staticNames = new Set(model.bindings.map((b) => b.subscriber));
@@ -150,6 +172,7 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
     table,
     counters,
     dataplane,
+    metrics,
     reload() {
       const next = loadPrrModel(model.file);
       const want = new Map(next.bindings.map((b) => [b.subscriber, b]));
@@ -183,6 +206,7 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
     },
     async stop() {
       await new Promise<void>((resolve) => (control ? control.close(() => resolve()) : resolve()));
+      await metrics?.close();
       dataplane.stop();
       log.info('stopped');
     },

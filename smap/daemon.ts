@@ -20,16 +20,19 @@ import { readFile } from 'node:fs/promises';
 import type net from 'node:net';
 import path from 'node:path';
 import { loadSmapConfig, type SmapConfig } from '../common/config/smap.js';
-import { formatIpv4, ipv6Bytes } from '../common/config/values.js';
+import { formatHostPort, formatIpv4, ipv6Bytes } from '../common/config/values.js';
 import { serveControl } from '../common/control.js';
 import { ConfigError, NativeError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
+import { TUN_QUEUE } from '../common/native/ring.js';
 import type { TunDevice, Tunnel6Socket } from '../common/native/types.js';
 import { TUNNEL_OVERHEAD } from '../common/codec/constants.js';
 import { flushCommands, portUsage, type PortUsage } from './conntrack.js';
 import { SmapCore, type SmapBinding } from './core.js';
 import { SmapCounters, type CounterSnapshot } from './counters.js';
 import { SmapDataplane } from './dataplane.js';
+import { smapRegistry } from './metrics.js';
+import { serveMetrics, type MetricsServer } from './metrics-server.js';
 import { removeTableText, renderTable } from './nft.js';
 import { linkMtu, monitorAddresses, pickWanAddress } from './wan.js';
 
@@ -210,7 +213,7 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
     tun = io.openTun(tunName);
     // The TUN carries IPv4 only: no link-local IPv6, no router solicitations or MLD into it.
     io.sysctl(`net/ipv6/conf/${tun.name}/disable_ipv6`, '1');
-    io.ip(['link', 'set', 'dev', tun.name, 'mtu', String(mtu), 'up']);
+    io.ip(['link', 'set', 'dev', tun.name, 'mtu', String(mtu), 'txqueuelen', String(TUN_QUEUE), 'up']);
     io.ip(['route', 'replace', 'default', 'dev', tun.name]);
     if (io.readSysctl('net/netfilter/nf_conntrack_helper') === '1') {
       io.sysctl('net/netfilter/nf_conntrack_helper', '0');
@@ -262,6 +265,18 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
     }
   })();
 
+  // Metrics are not worth a CPE that does not forward: a listener that fails is a warning.
+  let metrics: MetricsServer | undefined;
+  if (cfg.metrics.enabled) {
+    const registry = smapRegistry({ counters, binding: () => binding, tunnelMtu: () => mtu, conntrackTable: () => io.conntrackTable() });
+    try {
+      metrics = await serveMetrics(registry, cfg.metrics.listen);
+      log.info(`metrics on http://${formatHostPort(metrics.address)}/metrics`);
+    } catch (err) {
+      log.warn(`${file} [metrics] listen: ${(err as Error).message}; forwarding without metrics`);
+    }
+  }
+
   const smap: Smap = {
     core,
     counters,
@@ -294,6 +309,7 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
       wake?.();
       await ready.catch(() => undefined);
       if (!failed) cleanup();
+      await metrics?.close();
       await new Promise<void>((resolve) => control.close(() => resolve()));
       log.info('stopped');
     },

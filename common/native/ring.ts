@@ -8,6 +8,8 @@ export const DEFAULT_SLOT_SIZE = 2048;
 export const DEFAULT_HEADROOM = 40; // one IPv6 header
 export const MIN_PACKET_ROOM = 1500; // slotSize - headroom must hold a 1500-byte inner packet
 export const MAX_PACKET_ROOM = 65535;
+/** txqueuelen the daemons give their TUN: the kernel's queue toward the process (default 500). */
+export const TUN_QUEUE = 4096;
 
 export function makeRing(opts: RingOptions, withAddrs: boolean, what: string): RxRing {
   const batch = opts.batch ?? DEFAULT_BATCH;

@@ -111,7 +111,7 @@ t.test('waits for the WAN address, forwards both ways, follows a new address, re
   sys.addressesChanged();
   await smap.ready;
   t.equal(smap.wanAddress(), '2001:db8:1::2');
-  t.same(sys.ipCalls, ['link set dev smap0 mtu 1460 up', 'route replace default dev smap0'], 'TUN up with WAN MTU - 40, default route');
+  t.same(sys.ipCalls, ['link set dev smap0 mtu 1460 txqueuelen 4096 up', 'route replace default dev smap0'], 'TUN up with WAN MTU - 40, default route');
   t.equal(sys.sysctls.get('net/ipv6/conf/smap0/disable_ipv6'), '1');
   t.equal(sys.nftInputs.length, 1, 'one nft -f');
   t.match(sys.nftInputs[0], 'snat ip to 192.0.2.100:10000-10009');
@@ -189,7 +189,7 @@ t.test('configured WAN address and MTU; a failed nft undoes everything', async (
   const log = memoryLogger();
   const smap = await startSmap(parseSmapConfig(text, file), file, log, sys);
   await smap.ready;
-  t.same(sys.ipCalls[0], 'link set dev smap0 mtu 1400 up', 'the configured MTU');
+  t.same(sys.ipCalls[0], 'link set dev smap0 mtu 1400 txqueuelen 4096 up', 'the configured MTU');
   t.equal(sys.sysctls.get('net/netfilter/nf_conntrack_helper'), '0', 'automatic helper assignment turned off');
   t.ok(log.lines.some((l) => l.startsWith('WARN') && l.includes('ip_forward')), 'forwarding off: a warning');
   await smap.stop();
