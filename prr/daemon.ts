@@ -24,7 +24,7 @@ import { PrrCore } from './core.js';
 import { PrrCounters } from './counters.js';
 import { PrrDataplane } from './dataplane.js';
 import { prrRegistry } from './metrics.js';
-import { serveMetrics, type MetricsServer } from './metrics-server.js';
+import { serveMetrics, type MetricsServer } from '../common/metrics-server.js';
 import { loadPrrModel, type PrrModel } from './model.js';
 import type { StaticBinding } from './policy.js';
 
@@ -167,8 +167,11 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
   log.info(`forwarding: ${tun.name} mtu ${model.tunnelMtu}, tunnel ${tunnel.bind}, ${table.size} bindings, pools ${model.pools.join(', ')}`);
 
   const staticNames = new Set(model.bindings.map((b) => b.subscriber));
+  // The table holds the bindings now; do not keep a second copy of a million of them alive.
+  const kept: PrrModel = { ...model, bindings: [] };
+  model = kept; // the closures above and below see the copy without the bindings
   return {
-    model,
+    model: kept,
     table,
     counters,
     dataplane,

@@ -4,13 +4,26 @@
  */
 import type { Command } from 'commander';
 import type { CliIo } from '../common/cli.js';
-import { createLogger } from '../common/log.js';
+import { createLogger, type Logger } from '../common/log.js';
 import { openTun, openTunnel6 } from '../common/native/index.js';
 import { controlRequest, ControlError, type SubscriberView } from './control.js';
-import { ipCommand, startPrr, writeSysctl } from './daemon.js';
+import { ipCommand, startPrr, writeSysctl, type Prr } from './daemon.js';
 import { loadPrrModel } from './model.js';
 
 export const DEFAULT_CONFIG = '/etc/prr/prr.ini';
+
+/** Load and start; the loaded model (with every static binding) dies with this frame. */
+async function start(file: string): Promise<{ prr: Prr; log: Logger }> {
+  const loaded = loadPrrModel(file);
+  const log = createLogger('prr', loaded.logLevel);
+  const prr = await startPrr(loaded, log, {
+    openTun: (name) => openTun({ name }),
+    openTunnel: (bind) => openTunnel6({ bind }),
+    ip: ipCommand,
+    sysctl: writeSysctl,
+  });
+  return { prr, log };
+}
 
 /** `prr run --config FILE`: forward until SIGTERM/SIGINT; SIGHUP re-reads static bindings. */
 export function runVerb(program: Command, io: CliIo): void {
@@ -19,14 +32,8 @@ export function runVerb(program: Command, io: CliIo): void {
     .description('run the PRR: TUN, tunnel socket, bindings, control socket; SIGHUP reloads static bindings')
     .option('-c, --config <file>', 'config file (prr.ini or the 2010 flat file)', DEFAULT_CONFIG)
     .action(async (opts: { config: string }) => {
-      const model = loadPrrModel(opts.config);
-      const log = createLogger('prr', model.logLevel);
-      const prr = await startPrr(model, log, {
-        openTun: (name) => openTun({ name }),
-        openTunnel: (bind) => openTunnel6({ bind }),
-        ip: ipCommand,
-        sysctl: writeSysctl,
-      });
+      const { prr, log } = await start(opts.config);
+      const model = prr.model; // without the static bindings: the table holds them
       io.out(`prr: running (${model.file}, ${prr.table.size} bindings)\n`);
       await new Promise<void>((resolve) => {
         const stop = (): void => {

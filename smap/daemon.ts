@@ -32,7 +32,7 @@ import { SmapCore, type SmapBinding } from './core.js';
 import { SmapCounters, type CounterSnapshot } from './counters.js';
 import { SmapDataplane } from './dataplane.js';
 import { smapRegistry } from './metrics.js';
-import { serveMetrics, type MetricsServer } from './metrics-server.js';
+import { serveMetrics, type MetricsServer } from '../common/metrics-server.js';
 import { removeTableText, renderTable } from './nft.js';
 import { linkMtu, monitorAddresses, pickWanAddress } from './wan.js';
 

@@ -1,0 +1,217 @@
+/**
+ * The SMAP's Prometheus metrics: one prom-client Registry whose collectors read the typed arrays
+ * of smap/counters.ts, the binding and the tunnel MTU at scrape time, and the conntrack table once
+ * per scrape (smap/conntrack.ts). Nothing here runs per packet.
+ *
+ *   smap_ports_in_use{protocol}           distinct ports of the set held by NATed flows (tcp, udp, icmp)
+ *   smap_port_utilisation_ratio{protocol} the same over the port set size
+ *   smap_nat_flows{service}               NATed flows by the service of their original destination
+ *                                         port (dns 53, http 80, https 443, other): the 2010 study's
+ *                                         categories. Flows, not ports: the kernel may reuse one port
+ *                                         of the set for flows to different destinations.
+ *   smap_port_set_size                    ports in the binding's set
+ *   smap_tunnel_packets_total{direction}  from_lan, to_prr, from_tunnel, to_lan
+ *   smap_tunnel_bytes_total{direction}
+ *   smap_drops_total{side,reason}         side = lan (toward the PRR) | tunnel (from it)
+ *   smap_fragments_out_total, smap_tunnel_errors_total, smap_tx_errors_total
+ *   smap_tunnel_mtu_bytes                 the IPv4 MTU inside the tunnel (0 until the tunnel is up)
+ *   smap_conntrack_up                     1 when the last conntrack read worked
+ *   smap_build_info{version,node}
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { PortSet } from '../common/portset.js';
+import { portUsage, SERVICES, type PortUsage } from './conntrack.js';
+import { DROP_REASON_NAMES, G, type SmapCounters } from './counters.js';
+
+export interface SmapMetricsSource {
+  counters: SmapCounters;
+  /** The current binding (shared IPv4 as uint32, port set). */
+  binding(): { shared: number; ports: PortSet };
+  /** The tunnel MTU once the tunnel is up. */
+  tunnelMtu(): number | undefined;
+  /** The conntrack table as text (/proc/net/nf_conntrack or `conntrack -L`). */
+  conntrackTable(): Promise<string>;
+}
+
+export interface SmapMetricsOptions {
+  /** Clock in milliseconds (tests). */
+  now?: () => number;
+}
+
+/** One conntrack read serves every metric of a scrape: reused for this long. */
+const CACHE_MS = 200;
+
+const DIRECTIONS = [
+  ['from_lan', G.lan_packets, G.lan_bytes],
+  ['to_prr', G.to_prr_packets, G.to_prr_bytes],
+  ['from_tunnel', G.tunnel_packets, G.tunnel_bytes],
+  ['to_lan', G.to_lan_packets, G.to_lan_bytes],
+] as const;
+
+const SINGLE = [
+  ['smap_fragments_out_total', 'Non-first IPv4 fragments sent on toward the PRR', G.fragments_out],
+  ['smap_tunnel_errors_total', 'ICMPv6 errors and local send errors reported by the tunnel socket', G.tunnel_errors],
+  ['smap_tx_errors_total', 'Packets the kernel refused on send', G.tx_errors],
+] as const;
+
+/** The project version, from the package.json above this file (source or dist). */
+export function packageVersion(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++, dir = dirname(dir)) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'aplus' && typeof pkg.version === 'string') return pkg.version;
+    } catch {
+      /* not here: one level up */
+    }
+  }
+  return 'unknown';
+}
+
+export function smapRegistry(src: SmapMetricsSource, opts: SmapMetricsOptions = {}): Registry {
+  const registry = new Registry();
+  const registers = [registry];
+  const g = src.counters.global;
+  const now = opts.now ?? Date.now;
+
+  // ---- conntrack: read once per scrape ---------------------------------------------------------
+  let usage: PortUsage | undefined;
+  let usageAt = -Infinity;
+  let pending: Promise<PortUsage | undefined> | undefined;
+  const current = (): Promise<PortUsage | undefined> => {
+    const t = now();
+    if (t - usageAt < CACHE_MS && t >= usageAt) return Promise.resolve(usage);
+    pending ??= src
+      .conntrackTable()
+      .then(
+        (text) => portUsage(text, src.binding().shared),
+        () => undefined,
+      )
+      .then((u) => {
+        usage = u;
+        usageAt = now();
+        pending = undefined;
+        return u;
+      });
+    return pending;
+  };
+
+  new Gauge({
+    name: 'smap_ports_in_use',
+    help: 'Distinct ports of the port set held by NATed flows, by protocol (from conntrack)',
+    labelNames: ['protocol'] as const,
+    registers,
+    async collect() {
+      const u = await current();
+      this.reset();
+      if (u === undefined) return;
+      for (const [protocol, n] of Object.entries(u.byProtocol)) this.set({ protocol }, n);
+    },
+  });
+  new Gauge({
+    name: 'smap_port_utilisation_ratio',
+    help: 'Ports in use over the port set size, by protocol (each protocol has the whole set)',
+    labelNames: ['protocol'] as const,
+    registers,
+    async collect() {
+      const u = await current();
+      this.reset();
+      if (u === undefined) return;
+      const size = src.binding().ports.size;
+      for (const [protocol, n] of Object.entries(u.byProtocol)) this.set({ protocol }, size > 0 ? n / size : 0);
+    },
+  });
+  new Gauge({
+    name: 'smap_nat_flows',
+    help: 'NATed flows by service of the original destination port (dns, http, https, other)',
+    labelNames: ['service'] as const,
+    registers,
+    async collect() {
+      const u = await current();
+      this.reset();
+      if (u === undefined) return;
+      for (const service of SERVICES) this.set({ service }, u.byService[service]);
+    },
+  });
+  new Gauge({
+    name: 'smap_conntrack_up',
+    help: '1 when the last read of the conntrack table worked, else 0',
+    registers,
+    async collect() {
+      this.set((await current()) === undefined ? 0 : 1);
+    },
+  });
+  new Gauge({
+    name: 'smap_port_set_size',
+    help: "Ports in the binding's port set",
+    registers,
+    collect() {
+      this.set(src.binding().ports.size);
+    },
+  });
+  new Gauge({
+    name: 'smap_tunnel_mtu_bytes',
+    help: 'The IPv4 MTU inside the tunnel (the TUN MTU); 0 until the tunnel is up',
+    registers,
+    collect() {
+      this.set(src.tunnelMtu() ?? 0);
+    },
+  });
+
+  // ---- counters --------------------------------------------------------------------------------
+  new Counter({
+    name: 'smap_tunnel_packets_total',
+    help: 'IPv4 packets, by direction (from_lan, to_prr, from_tunnel, to_lan)',
+    labelNames: ['direction'] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const [direction, p] of DIRECTIONS) this.inc({ direction }, g[p]!);
+    },
+  });
+  new Counter({
+    name: 'smap_tunnel_bytes_total',
+    help: 'IPv4 bytes, by direction (from_lan, to_prr, from_tunnel, to_lan)',
+    labelNames: ['direction'] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const [direction, , b] of DIRECTIONS) this.inc({ direction }, g[b]!);
+    },
+  });
+  new Counter({
+    name: 'smap_drops_total',
+    help: 'Packets dropped, by the side they came from (lan: toward the PRR; tunnel: from it) and reason',
+    labelNames: ['side', 'reason'] as const,
+    registers,
+    collect() {
+      this.reset();
+      const sides: Array<[string, Float64Array]> = [
+        ['lan', src.counters.dropsOut],
+        ['tunnel', src.counters.dropsIn],
+      ];
+      for (const [side, a] of sides) DROP_REASON_NAMES.forEach((reason, i) => this.inc({ side, reason }, a[i]!));
+    },
+  });
+  for (const [name, help, slot] of SINGLE) {
+    new Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        this.reset();
+        this.inc(g[slot]!);
+      },
+    });
+  }
+  new Gauge({
+    name: 'smap_build_info',
+    help: 'Always 1; the labels say which build runs',
+    labelNames: ['version', 'node'] as const,
+    registers,
+  }).set({ version: packageVersion(), node: process.version }, 1);
+  return registry;
+}
