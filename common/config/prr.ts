@@ -207,6 +207,14 @@ function checkPrr(cfg: s.Loaded<typeof sections, typeof patterns>, at: s.Locator
     throw at.error('tunnel', 'mtu', `${cfg.tunnel.mtu} does not fit in [internal] mtu ${cfg.internal.mtu} - 40 = ${auto}; lower it or raise [internal] mtu`);
   }
 
+  const reg = cfg.registration;
+  if (reg.min_ports > reg.max_ports) throw at.error('registration', 'min_ports', `${reg.min_ports} is above max_ports ${reg.max_ports}`);
+  if (reg.default_ports < reg.min_ports || reg.default_ports > reg.max_ports) {
+    throw at.error('registration', 'default_ports', `${reg.default_ports} is outside min_ports..max_ports (${reg.min_ports}-${reg.max_ports})`);
+  }
+  const low = cfg.prr.allow_system_ports ? 0 : FIRST_USER_PORT;
+  if (reg.default_ports > 65536 - low) throw at.error('registration', 'default_ports', `${reg.default_ports} ports do not fit above port ${low}`);
+
   const byIpv4 = new Map<number, { claims: PortClaims; subs: Array<{ name: string; ports: PortSet }> }>();
   for (const [name, sub] of cfg.subscriber) {
     const section = `subscriber.${name}`;

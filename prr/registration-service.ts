@@ -1,0 +1,331 @@
+/**
+ * The registration commands as the PRR runs them (provisioning/protocol.ts has the shapes):
+ * allocation from the shared pools, the durable store, and the running binding table.
+ *
+ * A registration is, in this order, all synchronous (so two registrations never interleave on the
+ * event loop, and two racing for the last set cannot both win):
+ *   1. the port set: the key's stored one (sticky), else a new one from the PortAllocator;
+ *   2. the row is written and COMMITted (prr/store.ts, synchronous = FULL);
+ *   3. the binding goes into the BindingTable (traffic flows);
+ *   4. the reply is built. A failure at 2 or 3 undoes the earlier steps and nothing is answered
+ *      but an error line.
+ *
+ * Set sizes. The pool is cut into slots of `defaultPorts` contiguous ports (common/allocator.ts):
+ * a request for that size takes the first free slot. Any other size (`--ports N`, a key's
+ * `ports=N`) or a key's fixed `set=` is placed by a first-fit scan of the pool addresses, aligned
+ * to its size; that scan is linear in the pool, so keep odd sizes for a few keys.
+ *
+ * Leases (expire(), run every minute by registration-start.ts): when a lease ends the binding
+ * leaves the table (no traffic) but the row and the set stay with the key, so a late renew or
+ * register gets the same set back. A key no longer in authorized_keys loses its set and row when
+ * its lease ends.
+ *
+ * Bindings made outside registration after start (control socket `bind`, a SIGHUP reload) are
+ * not known to the allocator: a set found taken in the table is set aside and the next is tried.
+ */
+import { PortAllocator } from '../common/allocator.js';
+import { PoolExhaustedError, PortSetError } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import { FIRST_USER_PORT, MAX_PORT, parsePortSet, PortRange, type PortSet } from '../common/portset.js';
+import { ipv4ToString } from '../common/codec/ipv4.js';
+import { ipv6ToString, parseIpv6OrThrow } from '../common/codec/ipv6.js';
+import {
+  EXIT_EXHAUSTED, EXIT_INTERNAL, EXIT_REFUSED, ProtocolError,
+  type LeaseReply, type Peer, type RegisterRequest, type RegistrationService, type ReleaseReply,
+} from '../provisioning/protocol.js';
+import type { BindingTable } from './bindings.js';
+import type { KeyEntry } from './registration-keys.js';
+import type { RegistrationStore, StoredBinding } from './store.js';
+
+export interface RegistrationPolicy {
+  minPorts: number;
+  maxPorts: number;
+  defaultPorts: number;
+  leaseSeconds: number;
+  /** The IPv4 MTU inside the tunnel (the reply's mtu). */
+  tunnelMtu: number;
+  /** The BR address the CPEs tunnel to (index 0 of the PRR's tunnel_ipv6). */
+  prrIpv6: Buffer;
+  /** Allow ports 0-1023 in sets. */
+  allowSystemPorts: boolean;
+}
+
+export interface RegistrarDeps {
+  table: BindingTable;
+  store: RegistrationStore;
+  /** Every address of the shared pools. */
+  poolAddresses: number[];
+  /** Authorized keys by fingerprint (may be replaced on reload). */
+  keys: () => Map<string, KeyEntry>;
+  policy: RegistrationPolicy;
+  log: Logger;
+  /** Unix seconds (replaced in tests). */
+  now?: () => number;
+}
+
+export class Registrar implements RegistrationService {
+  readonly allocator: PortAllocator;
+  private readonly d: RegistrarDeps;
+  private readonly addrs: number[];
+  private readonly now: () => number;
+  /** Binding id in the table of each stored key. */
+  private readonly ids = new Map<string, number>();
+
+  constructor(d: RegistrarDeps) {
+    this.d = d;
+    this.now = d.now ?? (() => Math.floor(Date.now() / 1000));
+    this.addrs = [...d.poolAddresses].sort((a, b) => a - b);
+    const minPort = d.policy.allowSystemPorts ? 0 : FIRST_USER_PORT;
+    this.allocator = new PortAllocator(this.addrs, { kind: 'range', size: d.policy.defaultPorts, minPort });
+  }
+
+  /**
+   * Reserve every binding already in the table (static ones), then load the store's rows into the
+   * allocator and the table. Rows that clash with a static binding are logged and left out of the
+   * table (their row stays: an operator decides). Returns how many were loaded.
+   */
+  start(): { loaded: number; skipped: number } {
+    const t = this.d.table;
+    for (const id of t.ids()) {
+      const ipv4 = t.ipv4Of(id);
+      if (this.allocator.contains(ipv4)) this.allocator.reserve(ipv4, t.portsOf(id)!);
+    }
+    let loaded = 0;
+    let skipped = 0;
+    for (const row of this.d.store.loadAll()) {
+      try {
+        const set = parsePortSet(row.ports, { allowSystemPorts: true });
+        this.allocator.reserve(row.ipv4, set);
+        try {
+          this.ids.set(row.fingerprint, t.add({ subscriber: row.subscriber, ipv6: parseIpv6OrThrow(row.ipv6), ipv4: row.ipv4, ports: set }));
+        } catch (err) {
+          this.allocator.release(row.ipv4, set);
+          throw err;
+        }
+        loaded++;
+      } catch (err) {
+        skipped++;
+        this.d.log.error(`${this.d.store.file}: registration of ${row.subscriber} (${row.fingerprint}) not restored: ${(err as Error).message}`);
+      }
+    }
+    return { loaded, skipped };
+  }
+
+  /** register --ipv6 ADDR [--ports N] */
+  register(peer: Peer, req: RegisterRequest): LeaseReply {
+    const key = this.keyOf(peer);
+    const ipv6 = parseIpv6OrThrow(req.ipv6);
+    this.checkIpv6(ipv6, req.ipv6, key);
+    const size = this.sizeFor(key, req.ports); // checked even when the key already has its set
+    const old = this.d.store.get(peer.fingerprint);
+    if (old !== undefined) return this.move(old, req.ipv6, ipv6);
+
+    const name = this.nameOf(key);
+    if (this.d.table.findSubscriber(name).length > 0) throw new ProtocolError(EXIT_REFUSED, `subscriber name ${name} is already bound on this PRR`);
+    const { ipv4, set } = this.allocateFree(key, size);
+    const row: StoredBinding = { fingerprint: peer.fingerprint, subscriber: name, ipv6: req.ipv6, ipv4, ports: set.toString(), expires: this.now() + this.d.policy.leaseSeconds };
+    try {
+      this.d.store.put(row);
+    } catch (err) {
+      this.allocator.release(ipv4, set);
+      throw new ProtocolError(EXIT_INTERNAL, `store: ${(err as Error).message}`);
+    }
+    try {
+      this.ids.set(peer.fingerprint, this.d.table.add({ subscriber: name, ipv6, ipv4, ports: set }));
+    } catch (err) {
+      this.d.store.delete(peer.fingerprint);
+      this.allocator.release(ipv4, set);
+      throw new ProtocolError(EXIT_REFUSED, (err as Error).message);
+    }
+    this.d.log.info(`registered ${name} (${peer.fingerprint}) from ${peer.address}: ${req.ipv6} ${ipv4ToString(ipv4)} ${set}`);
+    return this.reply(row);
+  }
+
+  /** renew [--ipv6 ADDR] */
+  renew(peer: Peer, req: { ipv6: string | undefined }): LeaseReply {
+    const key = this.keyOf(peer);
+    const old = this.d.store.get(peer.fingerprint);
+    if (old === undefined) throw new ProtocolError(EXIT_REFUSED, 'no binding for this key; register first');
+    const text = req.ipv6 ?? old.ipv6;
+    const ipv6 = parseIpv6OrThrow(text);
+    this.checkIpv6(ipv6, text, key);
+    return this.move(old, text, ipv6);
+  }
+
+  /** release */
+  release(peer: Peer): ReleaseReply {
+    const key = this.keyOf(peer);
+    const old = this.d.store.get(peer.fingerprint);
+    if (old === undefined) return { subscriber: this.nameOf(key), released: false };
+    this.d.store.delete(peer.fingerprint);
+    const id = this.liveId(old);
+    if (id !== undefined) this.d.table.remove(id);
+    this.ids.delete(peer.fingerprint);
+    try {
+      this.allocator.release(old.ipv4, parsePortSet(old.ports, { allowSystemPorts: true }));
+    } catch (err) {
+      this.d.log.warn(`release ${old.subscriber}: ${(err as Error).message}`);
+    }
+    this.d.log.info(`released ${old.subscriber} (${peer.fingerprint}) from ${peer.address}`);
+    return { subscriber: old.subscriber, released: true };
+  }
+
+  /** status */
+  status(peer: Peer): LeaseReply {
+    this.keyOf(peer);
+    const row = this.d.store.get(peer.fingerprint);
+    if (row === undefined) throw new ProtocolError(EXIT_REFUSED, 'no binding for this key');
+    return this.reply(row);
+  }
+
+  /** End the expired leases (see the file comment); returns how many bindings left the table and how many sets were freed. */
+  expire(): { unbound: number; freed: number } {
+    let unbound = 0;
+    let freed = 0;
+    for (const row of this.d.store.expired(this.now())) {
+      const id = this.liveId(row);
+      if (id !== undefined) {
+        this.d.table.remove(id);
+        this.ids.delete(row.fingerprint);
+        unbound++;
+        this.d.log.info(`lease of ${row.subscriber} (${row.fingerprint}) ended: unbound, set kept for the key`);
+      }
+      if (!this.d.keys().has(row.fingerprint)) {
+        this.d.store.delete(row.fingerprint);
+        try {
+          this.allocator.release(row.ipv4, parsePortSet(row.ports, { allowSystemPorts: true }));
+        } catch (err) {
+          this.d.log.warn(`expire ${row.subscriber}: ${(err as Error).message}`);
+        }
+        freed++;
+        this.d.log.info(`${row.subscriber} (${row.fingerprint}) is no longer authorized: set ${ipv4ToString(row.ipv4)} ${row.ports} freed`);
+      }
+    }
+    return { unbound, freed };
+  }
+
+  /** Extend the lease of a stored binding and point it at `ipv6` (sticky: same set). */
+  private move(old: StoredBinding, text: string, ipv6: Buffer): LeaseReply {
+    const row: StoredBinding = { ...old, ipv6: ipv6ToString(ipv6, 0), expires: this.now() + this.d.policy.leaseSeconds };
+    const set = parsePortSet(old.ports, { allowSystemPorts: true });
+    this.d.store.put(row);
+    const input = { subscriber: old.subscriber, ipv6, ipv4: old.ipv4, ports: set };
+    try {
+      const id = this.liveId(old);
+      if (id === undefined) this.ids.set(old.fingerprint, this.d.table.add(input));
+      else if (!this.d.table.ipv6Is(id, ipv6, 0)) this.d.table.change(id, { ...input, mtu: this.d.table.mtuOf(id) });
+    } catch (err) {
+      this.d.store.put(old);
+      throw new ProtocolError(EXIT_REFUSED, (err as Error).message);
+    }
+    if (old.ipv6 !== row.ipv6) this.d.log.info(`${old.subscriber} moved: ${old.ipv6} -> ${text}`);
+    return this.reply(row);
+  }
+
+  /** The table id of a stored binding, if it is still there under its name. */
+  private liveId(row: StoredBinding): number | undefined {
+    const id = this.ids.get(row.fingerprint);
+    return id !== undefined && this.d.table.isLive(id) && this.d.table.subscriberOf(id) === row.subscriber ? id : undefined;
+  }
+
+  private keyOf(peer: Peer): KeyEntry {
+    const key = this.d.keys().get(peer.fingerprint);
+    if (key === undefined) throw new ProtocolError(EXIT_REFUSED, `key ${peer.fingerprint} is no longer authorized`);
+    return key;
+  }
+
+  private nameOf(key: KeyEntry): string {
+    return key.name ?? `cpe-${key.fingerprint.slice(7, 19).replace(/[+/]/g, '_')}`;
+  }
+
+  /** Refuse the PRR's own tunnel address and an address bound to another subscriber. */
+  private checkIpv6(ipv6: Buffer, text: string, key: KeyEntry): void {
+    if (ipv6.equals(this.d.policy.prrIpv6)) throw new ProtocolError(EXIT_REFUSED, `${text} is the PRR's tunnel address`);
+    if (ipv6[0] === 0xff || ipv6.every((b, i) => b === (i === 15 ? 1 : 0)) || ipv6.every((b) => b === 0)) {
+      throw new ProtocolError(EXIT_REFUSED, `${text} is not a unicast address`);
+    }
+    const other = this.d.table.lookupIpv6(ipv6, 0);
+    const name = this.nameOf(key);
+    if (other >= 0 && this.d.table.subscriberOf(other) !== name) {
+      throw new ProtocolError(EXIT_REFUSED, `${text} is already bound to subscriber ${this.d.table.subscriberOf(other)}`);
+    }
+  }
+
+  /** The set size for a request: its --ports (within the policy or the key's ports=), else the key's, else the default. */
+  private sizeFor(key: KeyEntry, asked: number | undefined): number {
+    const p = this.d.policy;
+    if (key.set !== undefined) return key.set.size;
+    if (asked !== undefined && key.ports === undefined && (asked < p.minPorts || asked > p.maxPorts)) {
+      throw new ProtocolError(EXIT_REFUSED, `--ports ${asked}: this PRR hands out ${p.minPorts}-${p.maxPorts} ports`);
+    }
+    if (asked !== undefined && key.ports !== undefined && asked > key.ports) {
+      throw new ProtocolError(EXIT_REFUSED, `--ports ${asked}: this key may have at most ${key.ports}`);
+    }
+    return asked ?? key.ports ?? p.defaultPorts;
+  }
+
+  /**
+   * allocate(), skipping sets the table already holds under a binding the allocator did not make
+   * (one added through the control socket or a reload): such a set stays reserved, so it is not
+   * offered again, and the next one is tried.
+   */
+  private allocateFree(key: KeyEntry, size: number): { ipv4: number; set: PortSet } {
+    for (;;) {
+      const a = this.allocate(key, size);
+      const other = this.d.table.overlapping(a.ipv4, a.set);
+      if (other < 0) return a;
+      this.d.log.warn(`${ipv4ToString(a.ipv4)} ${a.set} is held by ${this.d.table.subscriberOf(other)}, bound outside registration: set aside`);
+      if (key.set !== undefined) throw new ProtocolError(EXIT_REFUSED, `this key's set ${key.set} is held by subscriber ${this.d.table.subscriberOf(other)}`);
+    }
+  }
+
+  /** A new set of `size` ports for `key`: its fixed set=, else the first free one. */
+  private allocate(key: KeyEntry, size: number): { ipv4: number; set: PortSet } {
+    if (key.set !== undefined) return this.place(size, () => key.set!, true);
+    if (size === this.d.policy.defaultPorts) {
+      try {
+        const a = this.allocator.allocate();
+        return { ipv4: a.addr, set: a.set };
+      } catch (err) {
+        if (err instanceof PoolExhaustedError) throw new ProtocolError(EXIT_EXHAUSTED, err.message);
+        throw err;
+      }
+    }
+    return this.place(size, (first) => new PortRange(first, first + size - 1, { allowSystemPorts: true }), false);
+  }
+
+  /** First fit of a set of `size` ports (`make(first)`) over the pool addresses. */
+  private place(size: number, make: (first: number) => PortSet, fixed: boolean): { ipv4: number; set: PortSet } {
+    const low = this.d.policy.allowSystemPorts ? 0 : FIRST_USER_PORT;
+    for (const ipv4 of this.addrs) {
+      if (this.allocator.usage(ipv4).free === 0) continue;
+      const firsts = fixed ? [0] : [];
+      if (!fixed) for (let f = Math.ceil(low / size) * size; f + size - 1 <= MAX_PORT; f += size) firsts.push(f);
+      for (const first of firsts) {
+        const set = make(first);
+        try {
+          this.allocator.reserve(ipv4, set);
+          return { ipv4, set };
+        } catch (err) {
+          if (!(err instanceof PortSetError)) throw err;
+        }
+      }
+    }
+    throw new ProtocolError(EXIT_EXHAUSTED, `no free set of ${size} ports left in ${this.addrs.length} shared IPv4 addresses`);
+  }
+
+  private reply(row: StoredBinding): LeaseReply {
+    const set = parsePortSet(row.ports, { allowSystemPorts: true });
+    const r: LeaseReply = {
+      subscriber: row.subscriber,
+      ipv6: row.ipv6,
+      shared_ipv4: ipv4ToString(row.ipv4),
+      ports: row.ports,
+      prr_ipv6: ipv6ToString(this.d.policy.prrIpv6, 0),
+      lease_seconds: Math.max(0, row.expires - this.now()),
+      mtu: this.d.policy.tunnelMtu,
+    };
+    if (set.psid !== undefined) r.psid = { offset: set.psid.offset, length: set.psid.length, value: set.psid.id };
+    return r;
+  }
+}

@@ -1,0 +1,143 @@
+// The protocol parser and the registrar, without SSH: allocation, stickiness, store, races.
+import t from 'tap';
+import { EXIT_EXHAUSTED, EXIT_REFUSED, EXIT_USAGE, parseCommandLine, runCommand, type Peer } from '../../provisioning/protocol.js';
+import { RegistrationStore } from '../../prr/store.js';
+import { makeKey, makeRig, tempDir } from './helpers.js';
+import { fingerprintOf } from '../../prr/registration-keys.js';
+import ssh2 from 'ssh2';
+import { parsePortSet } from '../../common/portset.js';
+import path from 'node:path';
+
+function fpOf(pub: string): string {
+  const k = ssh2.utils.parseKey(pub);
+  if (k instanceof Error || Array.isArray(k)) throw new Error('bad key');
+  return fingerprintOf(k.getPublicSSH());
+}
+
+t.test('parseCommandLine: reads every flag, refuses the malformed', async (t) => {
+  t.same([...parseCommandLine('register --ipv6 2001:db8::1 --ports 500').flags], [['ipv6', '2001:db8::1'], ['ports', '500']]);
+  const bad: Array<[string, RegExp]> = [
+    ['', /empty command/],
+    ['shell', /unknown command "shell"/],
+    ['register --ipv6', /needs a value/],
+    ['register --ipv6 a --ipv6 b', /given twice/],
+    ['register --bogus 1', /unexpected "--bogus"/],
+    ['register 2001:db8::1', /unexpected/],
+    ['register --ipv6 x\n', /control characters/],
+    ['register --ipv6 ' + 'a'.repeat(600), /longer than 512/],
+    ['toString', /unknown command/],
+  ];
+  for (const [line, re] of bad) t.throws(() => parseCommandLine(line), { exitCode: EXIT_USAGE, message: re }, JSON.stringify(line).slice(0, 40));
+});
+
+t.test('register, sticky, move, renew, status, release; store survives reopen', async (t) => {
+  const dir = tempDir('svc');
+  const a = makeKey(dir, 'a');
+  const b = makeKey(dir, 'b');
+  const rig = makeRig(dir, `name=cpe7 ${a.pub}\nports=500 ${b.pub}\n`);
+  t.same(rig.store.mode, { journal: 'wal', synchronous: 2 }, 'WAL, synchronous = FULL');
+  const pa: Peer = { fingerprint: fpOf(a.pub), address: 'test' };
+  const pb: Peer = { fingerprint: fpOf(b.pub), address: 'test' };
+
+  const r1 = runCommand(rig.registrar, pa, 'register --ipv6 2001:db8:1::1');
+  t.equal(r1.exitCode, 0, r1.stderr);
+  const l1 = JSON.parse(r1.stdout);
+  t.match(l1, { subscriber: 'cpe7', ipv6: '2001:db8:1::1', shared_ipv4: '192.0.2.1', ports: '1024-2023', prr_ipv6: '2001:db8:ffff::1', lease_seconds: 3600, mtu: 1460 });
+  t.equal(rig.table.size, 1);
+
+  const r2 = JSON.parse(runCommand(rig.registrar, pa, 'register --ipv6 2001:db8:1::2 --ports 3000').stdout);
+  t.match(r2, { shared_ipv4: '192.0.2.1', ports: '1024-2023', ipv6: '2001:db8:1::2' }, 'sticky set; the address moves');
+  const id = rig.table.findSubscriber('cpe7')[0]!;
+  t.ok(rig.table.ipv6Is(id, Buffer.from('20010db8000100000000000000000002', 'hex'), 0), 'the table follows');
+
+  const rb = JSON.parse(runCommand(rig.registrar, pb, 'register --ipv6 2001:db8:2::1').stdout);
+  t.match(rb, { ports: '2500-2999' }, 'ports=500 key: a 500-port range, first fit past the slot in use');
+  t.equal(runCommand(rig.registrar, pb, 'register --ipv6 2001:db8:2::1').exitCode, 0, 'own address again is fine');
+  const steal = runCommand(rig.registrar, pb, 'renew --ipv6 2001:db8:1::2');
+  t.equal(steal.exitCode, EXIT_REFUSED);
+  t.match(steal.stderr, /already bound to subscriber cpe7/);
+
+  t.equal(JSON.parse(runCommand(rig.registrar, pa, 'status').stdout).ports, '1024-2023');
+  t.equal(runCommand(rig.registrar, pa, 'renew').exitCode, 0);
+  rig.store.close();
+
+  // Restart: a new table and registrar over the same file see the same bindings.
+  const again = makeRig(dir, `name=cpe7 ${a.pub}\nports=500 ${b.pub}\n`);
+  t.equal(again.table.size, 2, 'both bindings restored from the store');
+  t.equal(JSON.parse(runCommand(again.registrar, pa, 'register --ipv6 2001:db8:1::2').stdout).ports, '1024-2023', 'sticky across restart');
+  t.same(JSON.parse(runCommand(again.registrar, pa, 'release').stdout), { subscriber: 'cpe7', released: true });
+  t.same(JSON.parse(runCommand(again.registrar, pa, 'release').stdout), { subscriber: 'cpe7', released: false }, 'idempotent');
+  t.equal(again.table.size, 1);
+  t.equal(runCommand(again.registrar, pa, 'status').exitCode, EXIT_REFUSED);
+  t.equal(again.registrar.allocator.allocated, 1, 'the set went back to the pool');
+  again.store.close();
+});
+
+t.test('policy: --ports bounds, malformed changes nothing, exhaustion', async (t) => {
+  const dir = tempDir('pol');
+  const a = makeKey(dir, 'a');
+  const rig = makeRig(dir, `${a.pub}\n`);
+  const pa: Peer = { fingerprint: fpOf(a.pub), address: 'test' };
+  for (const line of ['register --ipv6 2001:db8::1 --ports 100', 'register --ipv6 2001:db8::1 --ports 5000']) {
+    const r = runCommand(rig.registrar, pa, line);
+    t.equal(r.exitCode, EXIT_REFUSED, line);
+    t.match(r.stderr, /^error: --ports \d+: this PRR hands out 200-4000 ports\n$/);
+  }
+  for (const line of ['register --ipv6 not-an-address', 'register --ipv6 2001:db8::1 --ports -1', 'register --ipv6 2001:db8::1 --ports 1x']) {
+    const r = runCommand(rig.registrar, pa, line);
+    t.equal(r.exitCode, EXIT_USAGE, line);
+    t.equal(r.stderr.split('\n').length, 2, 'one line');
+  }
+  t.equal(rig.table.size, 0, 'nothing changed');
+  t.equal(rig.store.loadAll().length, 0);
+  t.equal(rig.registrar.allocator.allocated, 0);
+  rig.store.close();
+
+  // One address, one slot of 64512 ports: the second key finds the pool exhausted.
+  const d2 = tempDir('exh');
+  const k = [makeKey(d2, 'k0'), makeKey(d2, 'k1')];
+  const small = makeRig(d2, k.map((x) => x.pub).join('\n'), { pool: [0xc0000201], policy: { defaultPorts: 64512, maxPorts: 64512 } });
+  const peers = k.map((x) => ({ fingerprint: fpOf(x.pub), address: 'test' }));
+  // Both requests are started in the same tick; the event loop runs them one after the other.
+  const results = await Promise.all(peers.map((p, i) => Promise.resolve().then(() => runCommand(small.registrar, p, `register --ipv6 2001:db8::${i + 1}`))));
+  t.same(results.map((r) => r.exitCode).sort(), [0, EXIT_EXHAUSTED], 'exactly one of two racing registrations wins the last set');
+  t.equal(small.table.size, 1);
+  t.equal(small.store.loadAll().length, 1);
+  small.store.close();
+  t.equal(new RegistrationStore(path.join(d2, 'registrations.db')).loadAll().length, 1, 'and only the winner is stored');
+});
+
+t.test('a set bound outside registration (control socket) is skipped, not handed out twice', async (t) => {
+  const dir = tempDir('ctl');
+  const a = makeKey(dir, 'a');
+  const rig = makeRig(dir, `${a.pub}\n`);
+  rig.table.add({ subscriber: 'manual', ipv6: Buffer.alloc(16, 7), ipv4: 0xc0000201, ports: parsePortSet('1024-2023') });
+  const r = runCommand(rig.registrar, { fingerprint: fpOf(a.pub), address: 'test' }, 'register --ipv6 2001:db8::1');
+  t.equal(r.exitCode, 0, r.stderr);
+  t.match(JSON.parse(r.stdout), { shared_ipv4: '192.0.2.1', ports: '2024-3023' });
+  t.match(rig.log.lines.join('\n'), /1024-2023 is held by manual, bound outside registration/);
+  rig.store.close();
+});
+
+t.test('expiry: the binding leaves the table, the set stays with the key; an unauthorized key loses it', async (t) => {
+  const dir = tempDir('exp');
+  const [a, b] = [makeKey(dir, 'a'), makeKey(dir, 'b')];
+  const rig = makeRig(dir, `name=ka ${a.pub}\nname=kb ${b.pub}\n`, { policy: { leaseSeconds: 60 } });
+  const pa = { fingerprint: fpOf(a.pub), address: 'test' };
+  const pb = { fingerprint: fpOf(b.pub), address: 'test' };
+  const la = JSON.parse(runCommand(rig.registrar, pa, 'register --ipv6 2001:db8::a').stdout);
+  t.equal(runCommand(rig.registrar, pb, 'register --ipv6 2001:db8::b').exitCode, 0);
+  t.same(rig.registrar.expire(), { unbound: 0, freed: 0 }, 'nothing ended yet');
+  // Age both rows past their lease, and withdraw key b.
+  for (const r of rig.store.loadAll()) rig.store.put({ ...r, expires: 1 });
+  rig.keys.delete(pb.fingerprint);
+  t.same(rig.registrar.expire(), { unbound: 2, freed: 1 });
+  t.equal(rig.table.size, 0, 'no traffic for ended leases');
+  t.equal(rig.store.loadAll().length, 1, 'the authorized key keeps its row');
+  t.equal(rig.registrar.allocator.allocated, 1);
+  t.equal(JSON.parse(runCommand(rig.registrar, pa, 'status').stdout).lease_seconds, 0);
+  const back = JSON.parse(runCommand(rig.registrar, pa, 'renew').stdout);
+  t.equal(back.ports, la.ports, 'a late renew gets the same set back');
+  t.equal(rig.table.size, 1);
+  rig.store.close();
+});
