@@ -20,6 +20,7 @@ import type { TunDevice, Tunnel6Socket } from '../common/native/types.js';
 import { ipv6ToString } from '../common/codec/ipv6.js';
 import { BindingTable } from './bindings.js';
 import { servePrrControl } from './control.js';
+import { startPrrRegistration, type PrrRegistration } from './registration-start.js';
 import { PrrCore } from './core.js';
 import { PrrCounters } from './counters.js';
 import { PrrDataplane } from './dataplane.js';
@@ -44,6 +45,8 @@ export interface Prr {
   readonly dataplane: PrrDataplane;
   /** The Prometheus listener ([metrics] enabled/listen), when it runs. */
   readonly metrics: MetricsServer | undefined;
+  /** The SSH registration server, when [registration] enabled = true. */
+  readonly registration: PrrRegistration | undefined;
   /** Re-read the config file's static bindings and apply the difference. */
   reload(): { added: number; changed: number; removed: number };
   stop(): Promise<void>;
@@ -151,6 +154,17 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
     throw new ConfigError(`cannot listen: ${(err as Error).message}`, { file: model.file, section: 'prr', key: 'control_socket' });
   }
   // Metrics are not worth a PRR that does not forward: a listener that fails is a warning.
+  // SSH registration ([registration] enabled): its stored bindings go into the table now.
+  let registration: PrrRegistration | undefined;
+  try {
+    registration = await startPrrRegistration(model, table, log);
+  } catch (err) {
+    await new Promise<void>((resolve) => control!.close(() => resolve()));
+    dataplane.stop();
+    throw err;
+  }
+  if (registration !== undefined) log.info(`registration: SSH on port ${registration.server.port}, host key ${registration.server.hostKeyFingerprint}`);
+
   let metrics: MetricsServer | undefined;
   if (model.metrics.enabled) {
     const registry = prrRegistry(
@@ -176,6 +190,7 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
     counters,
     dataplane,
     metrics,
+    registration,
     reload() {
       const next = loadPrrModel(model.file);
       const want = new Map(next.bindings.map((b) => [b.subscriber, b]));
@@ -204,12 +219,14 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
         }
         staticNames.add(name);
       }
-      log.info(`reloaded ${model.file}: ${added} added, ${changed} changed, ${removed} removed`);
+      const keys = registration?.reloadKeys();
+      log.info(`reloaded ${model.file}: ${added} added, ${changed} changed, ${removed} removed${keys !== undefined ? `; ${keys} authorized keys` : ''}`);
       return { added, changed, removed };
     },
     async stop() {
       await new Promise<void>((resolve) => (control ? control.close(() => resolve()) : resolve()));
       await metrics?.close();
+      await registration?.close();
       dataplane.stop();
       log.info('stopped');
     },
