@@ -13,6 +13,13 @@
  * The binding comes from `[static]`; `reload()` (SIGHUP) re-reads it and applies a change in
  * place: new table, flushed conntrack, new tunnel endpoint. On stop the TUN closes (its routes
  * go with it), the table and the snippet are removed.
+ *
+ * With `[registration]` instead, the agent starts with no binding: once the WAN address is known
+ * it registers with the PRR over SSH (smap/registration.ts), and nothing of step 3 happens (no
+ * TUN, no default route, no table: the LAN has no IPv4 Internet rather than a half-working one)
+ * until the first lease. Each later lease that differs goes through setBinding, the path of
+ * SIGHUP; a new WAN address registers again at once; while the PRR is unreachable the client
+ * backs off and the last binding keeps forwarding.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -25,6 +32,7 @@ import { serveControl } from '../common/control.js';
 import { ConfigError, NativeError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { TUN_QUEUE } from '../common/native/ring.js';
+import { formatIpv6 } from '../common/native/addr6.js';
 import type { TunDevice, Tunnel6Socket } from '../common/native/types.js';
 import { TUNNEL_OVERHEAD } from '../common/codec/constants.js';
 import { flushCommands, portUsage, type PortUsage } from './conntrack.js';
@@ -35,6 +43,8 @@ import { smapRegistry } from './metrics.js';
 import { serveMetrics, type MetricsServer } from '../common/metrics-server.js';
 import { removeTableText, renderTable } from './nft.js';
 import { linkMtu, monitorAddresses, pickWanAddress } from './wan.js';
+import { bindingOfLease, endpointFromConfig, RegistrationClient } from './registration.js';
+import type { LeaseReply } from '../provisioning/protocol.js';
 
 export interface SmapIo {
   openTun(name: string): TunDevice;
@@ -59,8 +69,10 @@ export interface SmapIo {
 }
 
 export interface SmapStatus {
-  state: 'waiting_for_wan' | 'running';
-  binding: { source: 'static'; shared_ipv4: string; ports: string; port_count: number; prr_ipv6: string };
+  state: 'waiting_for_wan' | 'registering' | 'running';
+  binding: { source: 'static' | 'registration'; shared_ipv4: string; ports: string; port_count: number; prr_ipv6: string } | null;
+  /** With [registration]: the PRR, the last error, the lease and when it expires. */
+  registration?: { prr: string; state: 'registering' | 'registered' | 'failing'; last_error: string | null; subscriber: string | null; lease_seconds: number | null; expires_at: string | null };
   wan: { interface: string; ipv6: string | null; configured: boolean };
   tunnel: { tun: string; mtu: number | null };
   lan: { interface: string; prefix: string };
@@ -105,8 +117,24 @@ const WAIT_POLL_MS = 1000;
 const WAIT_LOG_EVERY = 30;
 
 export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: SmapIo): Promise<Smap> {
-  let binding = staticBinding(cfg, file);
+  const registering = cfg.static.shared_ipv4 === undefined && cfg.registration.prr_host !== undefined;
+  // With [registration] the binding is undefined until the first lease.
+  let binding: SmapBinding | undefined = registering ? undefined : staticBinding(cfg, file);
   const { wan_interface: wanIf, tun: tunName, lan_prefix: lanPrefix } = cfg.smap;
+  const endpoint = (() => {
+    if (!registering) return undefined;
+    try {
+      return endpointFromConfig(cfg, file, log);
+    } catch (err) {
+      if (err instanceof ConfigError) throw err;
+      throw new ConfigError(`cannot use the registration key: ${(err as Error).message}`, { file, section: 'registration', key: 'key_file' });
+    }
+  })();
+  let client: RegistrationClient | undefined;
+  let regState: 'registering' | 'registered' | 'failing' = 'registering';
+  let regError: string | null = null;
+  let lease: { reply: LeaseReply; at: number } | undefined;
+  let linkBasedMtu: number | undefined;
   const core = new SmapCore(binding);
   const counters = new SmapCounters();
   const configuredWan = cfg.smap.wan_ipv6;
@@ -128,7 +156,7 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
       return undefined;
     }
   };
-  const plan = (): Parameters<typeof renderTable>[0] => ({ tun: tunName, lanPrefix, shared: binding.shared, ports: binding.ports, mtu: mtu! });
+  const plan = (): Parameters<typeof renderTable>[0] => ({ tun: tunName, lanPrefix, shared: binding!.shared, ports: binding!.ports, mtu: mtu! });
   const flush = (shared: number): void => {
     for (const args of flushCommands(lanPrefix, shared)) io.conntrack(args);
   };
@@ -141,13 +169,15 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
     const was = wan;
     wan = now;
     if (dataplane !== undefined) {
-      dataplane.setEndpoints(binding.prr, ipv6Bytes(now));
-      log.info(`WAN address ${was ?? '(none)'} -> ${now}: the tunnel follows (the PRR must know the new address)`);
+      dataplane.setEndpoints(binding!.prr, ipv6Bytes(now));
+      log.info(`WAN address ${was ?? '(none)'} -> ${now}: the tunnel follows (${client !== undefined ? 'registering again' : 'the PRR must know the new address'})`);
     }
+    if (client !== undefined && was !== undefined) void client.setIpv6(now);
     wake?.();
   };
 
   const cleanup = (): void => {
+    client?.stop();
     stopMonitor?.();
     if (dataplane !== undefined) dataplane.stop();
     else {
@@ -172,19 +202,34 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
       log.debug(`conntrack table: ${(err as Error).message}`);
     }
     return {
-      state: dataplane === undefined ? 'waiting_for_wan' : 'running',
-      binding: {
-        source: 'static',
-        shared_ipv4: formatIpv4(binding.shared),
-        ports: String(binding.ports),
-        port_count: binding.ports.size,
-        prr_ipv6: cfg.static.prr_ipv6 ?? '',
-      },
+      state: dataplane !== undefined ? 'running' : wan !== undefined && registering ? 'registering' : 'waiting_for_wan',
+      binding:
+        binding === undefined
+          ? null
+          : {
+              source: registering ? 'registration' : 'static',
+              shared_ipv4: formatIpv4(binding.shared),
+              ports: String(binding.ports),
+              port_count: binding.ports.size,
+              prr_ipv6: registering ? formatIpv6(binding.prr) : (cfg.static.prr_ipv6 ?? ''),
+            },
+      ...(endpoint !== undefined
+        ? {
+            registration: {
+              prr: formatHostPort({ host: endpoint.host, port: endpoint.port }),
+              state: regState,
+              last_error: regError,
+              subscriber: lease?.reply.subscriber ?? null,
+              lease_seconds: lease?.reply.lease_seconds ?? null,
+              expires_at: lease === undefined ? null : new Date(lease.at + lease.reply.lease_seconds * 1000).toISOString(),
+            },
+          }
+        : {}),
       wan: { interface: wanIf, ipv6: wan ?? null, configured: configuredWan !== undefined },
       tunnel: { tun: tunName, mtu: mtu ?? null },
       lan: { interface: cfg.smap.lan_interface, prefix: String(lanPrefix) },
       counters: counters.snapshot(),
-      ports_in_use: portUsage(text, binding.shared),
+      ports_in_use: binding === undefined ? portUsage('', 0) : portUsage(text, binding.shared),
     };
   };
 
@@ -206,10 +251,21 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
     }
   })();
 
+  const writeSnippet = (): void => {
+    const snippet = cfg.tunnel.dnsmasq_snippet;
+    if (snippet !== undefined) {
+      io.writeFile(snippet, `# Written by smap: the LAN's MTU is the tunnel MTU (DHCP option 26).\ndhcp-option=option:mtu,${mtu}\n`);
+      snippetWritten = true;
+    }
+  };
+
   const bringUp = (): void => {
+    if (binding === undefined) return; // [registration]: on the first lease
     const wanMtu = cfg.tunnel.mtu === 'auto' ? linkMtu(io.ipJson(['link', 'show', 'dev', wanIf])) : undefined;
     if (cfg.tunnel.mtu === 'auto' && wanMtu === undefined) throw new NativeError(`WAN ${wanIf}: cannot read its MTU for [tunnel] mtu = auto`);
     mtu = cfg.tunnel.mtu === 'auto' ? wanMtu! - TUNNEL_OVERHEAD : cfg.tunnel.mtu;
+    linkBasedMtu = mtu;
+    if (lease !== undefined && lease.reply.mtu < mtu) mtu = lease.reply.mtu; // the PRR's tunnel MTU, when smaller
     tun = io.openTun(tunName);
     // The TUN carries IPv4 only: no link-local IPv6, no router solicitations or MLD into it.
     io.sysctl(`net/ipv6/conf/${tun.name}/disable_ipv6`, '1');
@@ -222,11 +278,7 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
     io.nft(renderTable(plan()));
     tableWritten = true;
     flush(binding.shared);
-    const snippet = cfg.tunnel.dnsmasq_snippet;
-    if (snippet !== undefined) {
-      io.writeFile(snippet, `# Written by smap: the LAN's MTU is the tunnel MTU (DHCP option 26).\ndhcp-option=option:mtu,${mtu}\n`);
-      snippetWritten = true;
-    }
+    writeSnippet();
     dataplane = new SmapDataplane(core, counters, tun, tunnel);
     dataplane.onTunnelError = (e) => log.debug(`tunnel error report: ${e.origin} type ${e.type} code ${e.code} toward ${e.dst ?? '?'}`);
     dataplane.setEndpoints(binding.prr, ipv6Bytes(wan!));
@@ -234,7 +286,57 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
     if (io.readSysctl('net/ipv4/ip_forward') !== '1') {
       log.warn('IPv4 forwarding is off on this host (net.ipv4.ip_forward = 0): the LAN cannot reach the tunnel; run `sysctl -w net.ipv4.ip_forward=1`');
     }
-    log.info(`forwarding: ${tun.name} mtu ${mtu}, ${formatIpv4(binding.shared)} ports ${binding.ports} via ${cfg.static.prr_ipv6}, from ${wan}`);
+    log.info(`forwarding: ${tun.name} mtu ${mtu}, ${formatIpv4(binding.shared)} ports ${binding.ports} via ${formatIpv6(binding.prr)}, from ${wan}`);
+  };
+
+  const onLease = (reply: LeaseReply): void => {
+    if (stopping) return;
+    let next: SmapBinding;
+    try {
+      next = bindingOfLease(reply);
+    } catch (err) {
+      regState = 'failing';
+      regError = (err as Error).message;
+      log.error(`${regError}; binding unchanged`);
+      return;
+    }
+    const renewed = lease !== undefined;
+    lease = { reply, at: Date.now() };
+    regState = 'registered';
+    regError = null;
+    if (binding === undefined) {
+      binding = next;
+      core.setBinding(next);
+      try {
+        bringUp();
+      } catch (err) {
+        log.error(`cannot apply the lease: ${(err as Error).message}`);
+        binding = undefined;
+        core.setBinding(undefined);
+        regState = 'failing';
+        regError = (err as Error).message;
+        return;
+      }
+      log.info(`registered as ${reply.subscriber}: ${reply.shared_ipv4} ports ${reply.ports} via ${reply.prr_ipv6}, lease ${reply.lease_seconds} s`);
+      return;
+    }
+    const nextMtu = Math.min(linkBasedMtu ?? reply.mtu, reply.mtu);
+    const mtuChanged = dataplane !== undefined && nextMtu !== mtu;
+    try {
+      if (mtuChanged) {
+        log.info(`tunnel MTU ${mtu} -> ${nextMtu} (the lease's)`);
+        mtu = nextMtu;
+        io.ip(['link', 'set', 'dev', tunName, 'mtu', String(mtu)]);
+        writeSnippet();
+      }
+      if (!sameBinding(next, binding)) smap.setBinding(next);
+      else if (mtuChanged) io.nft(renderTable(plan()));
+      else if (renewed) log.debug(`lease renewed: ${reply.lease_seconds} s`);
+    } catch (err) {
+      regState = 'failing';
+      regError = `cannot apply the lease: ${(err as Error).message}`;
+      log.error(regError);
+    }
   };
 
   const ready = (async () => {
@@ -256,6 +358,31 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
       }
       if (stopping) return;
     }
+    if (endpoint !== undefined) {
+      log.info(`registering with ${formatHostPort({ host: endpoint.host, port: endpoint.port })} as ${wan}`);
+      client = new RegistrationClient({
+        endpoint,
+        ipv6: wan!,
+        log: {
+          debug: (m: string) => log.debug(m),
+          info: (m: string) => log.info(m),
+          child: (c: string) => log.child(c),
+          warn: (m: string) => {
+            regState = 'failing';
+            regError = m;
+            log.warn(m);
+          },
+          error: (m: string) => {
+            regState = 'failing';
+            regError = m;
+            log.error(m);
+          },
+        },
+        onLease,
+      });
+      void client.start();
+      return;
+    }
     try {
       bringUp();
     } catch (err) {
@@ -268,7 +395,7 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
   // Metrics are not worth a CPE that does not forward: a listener that fails is a warning.
   let metrics: MetricsServer | undefined;
   if (cfg.metrics.enabled) {
-    const registry = smapRegistry({ counters, binding: () => binding, tunnelMtu: () => mtu, conntrackTable: () => io.conntrackTable() });
+    const registry = smapRegistry({ counters, binding: () => binding ?? { shared: 0, ports: { size: 0 } as SmapBinding['ports'] }, tunnelMtu: () => mtu, conntrackTable: () => io.conntrackTable() });
     try {
       metrics = await serveMetrics(registry, cfg.metrics.listen);
       log.info(`metrics on http://${formatHostPort(metrics.address)}/metrics`);
@@ -287,7 +414,7 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
       const old = binding;
       binding = next;
       core.setBinding(next);
-      if (dataplane === undefined) return;
+      if (dataplane === undefined || old === undefined) return;
       io.nft(renderTable(plan()));
       flush(old.shared);
       if (next.shared !== old.shared) flush(next.shared);
@@ -295,8 +422,12 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
       log.info(`binding changed: ${formatIpv4(next.shared)} ports ${next.ports}; LAN conntrack entries flushed`);
     },
     reload() {
+      if (registering) {
+        log.info(`reload: the binding comes from registration; nothing to re-read`);
+        return false;
+      }
       const next = staticBinding(loadSmapConfig(file), file);
-      if (sameBinding(next, binding)) {
+      if (binding !== undefined && sameBinding(next, binding)) {
         log.info(`reloaded ${file}: binding unchanged`);
         return false;
       }
@@ -306,6 +437,7 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
     async stop() {
       const failed = stopping; // bringUp failed and cleaned up already
       stopping = true;
+      client?.stop();
       wake?.();
       await ready.catch(() => undefined);
       if (!failed) cleanup();

@@ -67,7 +67,12 @@ export function formatStatus(s: SmapStatus): string {
   const u = s.ports_in_use;
   return [
     `state: ${s.state}`,
-    `binding: ${s.binding.source} ${s.binding.shared_ipv4} ports ${s.binding.ports} (${s.binding.port_count} ports) via ${s.binding.prr_ipv6}`,
+    s.binding === null
+      ? 'binding: none yet'
+      : `binding: ${s.binding.source} ${s.binding.shared_ipv4} ports ${s.binding.ports} (${s.binding.port_count} ports) via ${s.binding.prr_ipv6}`,
+    ...(s.registration === undefined
+      ? []
+      : [`registration: ${s.registration.prr} ${s.registration.state}${s.registration.subscriber !== null ? ` as ${s.registration.subscriber}` : ''}${s.registration.expires_at !== null ? `, lease expires ${s.registration.expires_at}` : ''}${s.registration.last_error !== null ? ` (last error: ${s.registration.last_error})` : ''}`]),
     `wan: ${s.wan.interface} ${s.wan.ipv6 ?? '(no address yet)'}${s.wan.configured ? ' (configured)' : ''}`,
     `tunnel: ${s.tunnel.tun} mtu ${s.tunnel.mtu ?? '(not up)'}`,
     `lan: ${s.lan.interface} ${s.lan.prefix}`,

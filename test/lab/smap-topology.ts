@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Lab, waitFor, type Host } from './lab.js';
 import { distPath } from './paths.js';
+import { generateEd25519 } from '../../provisioning/keys.js';
 
 export const SHARED = '192.0.2.100';
 export const INET = '198.51.100.2';
@@ -94,6 +95,10 @@ export interface CpeSpec {
   ports: string;
   /** Give the WAN its address only when the test says so (`addWan`): the agent waits for it. */
   wanLater?: boolean;
+  /** Take the binding from the PRR by SSH registration ([registration] instead of [static]; `ports`
+   * is then unused): the CPE's key is pre-generated and authorized on the PRR, the PRR's host key
+   * pinned (or `fingerprint` pinned instead, to test a mismatch). */
+  register?: { fingerprint?: string };
 }
 
 export interface Cpe {
@@ -113,6 +118,10 @@ export interface SmapLab {
   inet: Host;
   cpes: [Cpe, Cpe];
   prrConfig: string;
+  /** With a registering CPE: the PRR's host key fingerprint, and the registration port set size. */
+  registration?: { hostKeyFingerprint: string; defaultPorts: number };
+  /** Stop the PRR (SIGTERM, waiting for it to exit) and start it again with the same config. */
+  restartPrr(): Promise<void>;
   /** Start a CPE's agent (not waiting for it). */
   startAgent(cpe: Cpe): void;
   /** Resolves when the CPE's agent has printed `smap: running`. */
@@ -155,6 +164,10 @@ export async function buildSmapLab(tag: string, specs: [CpeSpec, CpeSpec]): Prom
     prr.addAddress('lo', `${BR}/128`);
     prr.forwarding();
 
+    const registering = specs.some((s) => s.register !== undefined);
+    const hostKey = registering ? generateEd25519('prr-host') : undefined;
+    const REG_PORTS = 500;
+    const authorized: string[] = [];
     const cpes = specs.map((spec, i) => {
       const n = i + 1;
       const host = lab.host(`cpe${n}`);
@@ -171,7 +184,16 @@ export async function buildSmapLab(tag: string, specs: [CpeSpec, CpeSpec]): Prom
       writeFileSync(config, [
         '[smap]', 'wan_interface = wan', 'lan_interface = lan', 'lan_prefix = 192.168.1.0/24', `control_socket = ${join(dir, `cpe${n}.sock`)}`,
         '[tunnel]', 'mtu = auto', `dnsmasq_snippet = ${join(dir, `cpe${n}-dnsmasq.conf`)}`,
-        '[static]', `shared_ipv4 = ${SHARED}`, `ports = ${spec.ports}`, `prr_ipv6 = ${BR}`,
+        ...(spec.register === undefined
+          ? ['[static]', `shared_ipv4 = ${SHARED}`, `ports = ${spec.ports}`, `prr_ipv6 = ${BR}`]
+          : (() => {
+              const key = generateEd25519(`cpe${n}`);
+              const keyFile = join(dir, `cpe${n}_key`);
+              writeFileSync(keyFile, key.private, { mode: 0o600 });
+              writeFileSync(`${keyFile}.pub`, `${key.public}\n`);
+              authorized.push(`name=cpe${n} ${key.public}`);
+              return ['[registration]', `prr_host = ${BR}`, 'prr_port = 2222', `host_key_fingerprint = ${spec.register.fingerprint ?? hostKey!.fingerprint}`, `key_file = ${keyFile}`];
+            })()),
         '[metrics]', 'enabled = false', '',
       ].join('\n'));
       return { host, lan, wan6, config, agent: undefined as ChildProcess | undefined, log: () => '' };
@@ -181,11 +203,23 @@ export async function buildSmapLab(tag: string, specs: [CpeSpec, CpeSpec]): Prom
     writeFileSync(prrConfig, [
       '[prr]', 'ipv4 = 198.51.100.1', `tunnel_ipv6 = ${BR}`, `shared_ipv4 = ${SHARED}`, `control_socket = ${join(dir, 'prr.sock')}`,
       '[metrics]', 'enabled = false',
-      ...specs.flatMap((s, i) => [`[subscriber.cpe${i + 1}]`, `ipv6 = 2001:db8:${i + 1}::2`, `shared_ipv4 = ${SHARED}`, `ports = ${s.ports}`]),
+      ...(hostKey === undefined
+        ? []
+        : (() => {
+            writeFileSync(join(dir, 'host_key'), hostKey.private, { mode: 0o600 });
+            writeFileSync(join(dir, 'authorized_keys'), authorized.map((l) => `${l}\n`).join(''));
+            return ['[registration]', 'enabled = true', `listen = [${BR}]:2222`, `host_key = ${join(dir, 'host_key')}`, `authorized_keys = ${join(dir, 'authorized_keys')}`,
+              `database = ${join(dir, 'registrations.db')}`, `default_ports = ${REG_PORTS}`];
+          })()),
+      ...specs.flatMap((s, i) => s.register !== undefined ? [] : [`[subscriber.cpe${i + 1}]`, `ipv6 = 2001:db8:${i + 1}::2`, `shared_ipv4 = ${SHARED}`, `ports = ${s.ports}`]),
       '',
     ].join('\n'));
-    const prrd = prr.spawn(process.execPath, [distPath('prr/cli.js'), 'run', '--config', prrConfig], { stdio: ['ignore', 'pipe', 'pipe'] });
-    await started('prr', prrd, collect(prrd), 'prr: running');
+    const startPrr = async (): Promise<ChildProcess> => {
+      const child = prr.spawn(process.execPath, [distPath('prr/cli.js'), 'run', '--config', prrConfig], { stdio: ['ignore', 'pipe', 'pipe'] });
+      await started('prr', child, collect(child), 'prr: running');
+      return child;
+    };
+    let prrd = await startPrr();
 
     const servers = inet.spawn(process.execPath, ['-e', INET_SERVERS, '7000', '7001', '7002'], { stdio: ['ignore', 'pipe', 'pipe'] });
     await started('Internet servers', servers, collect(servers), 'ready');
@@ -207,7 +241,15 @@ export async function buildSmapLab(tag: string, specs: [CpeSpec, CpeSpec]): Prom
       inet,
       cpes,
       prrConfig,
+      ...(hostKey === undefined ? {} : { registration: { hostKeyFingerprint: hostKey.fingerprint, defaultPorts: REG_PORTS } }),
       cli,
+      async restartPrr() {
+        const old = prrd;
+        const exited = new Promise<void>((resolve) => (old.exitCode !== null ? resolve() : old.once('exit', () => resolve())));
+        old.kill('SIGTERM');
+        await exited;
+        prrd = await startPrr();
+      },
       addWan: (cpe) => cpe.host.addAddress('wan', `${cpe.wan6}/64`),
       startAgent(cpe) {
         const child = cpe.host.spawn(process.execPath, [distPath('smap/cli.js'), 'run', '--config', cpe.config], { stdio: ['ignore', 'pipe', 'pipe'] });

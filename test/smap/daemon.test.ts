@@ -204,12 +204,13 @@ t.test('configured WAN address and MTU; a failed nft undoes everything', async (
   t.notOk(existsSync(path.join(dir, 'c.sock')), 'control socket closed');
 });
 
-t.test('no [static] binding: a config error naming the section', async (t) => {
+t.test('[registration] with a key file that is not a key: a config error naming the key', async (t) => {
   const dir = shortDir(t);
-  const text = `[smap]\nwan_interface = wan\n[registration]\nprr_host = 2001:db8:ffff::1\nhost_key_fingerprint = SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU\n`;
+  writeFileSync(path.join(dir, 'key'), 'not a key\n');
+  const text = `[smap]\nwan_interface = wan\n[registration]\nprr_host = 2001:db8:ffff::1\nhost_key_fingerprint = SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU\nkey_file = ${path.join(dir, 'key')}\n`;
   const sys = new FakeSystem(new FakeNet6(), ['2001:db8:1::2']);
   await t.rejects(startSmap(parseSmapConfig(text, path.join(dir, 'smap.ini')), path.join(dir, 'smap.ini'), memoryLogger(), sys), {
     name: 'ConfigError',
-    message: /smap\.ini \[static\]: `smap run` takes its binding from \[static\]/,
+    message: /smap\.ini \[registration\] key_file: cannot use the registration key: .*not an OpenSSH private key/,
   });
 });
