@@ -6,15 +6,15 @@
  *                          prr ── inet (HTTP, DNS, echo)        two CPEs share 192.0.2.100
  *   lan2 ── cpe2 (smap) ──┘
  *
- * The CPEs have static bindings, as in the 2010 experiment (10000-10999 and 11000-11999). What is
- * not here yet: SSH self-registration, radvd and the 1280-byte path (the registration issue).
+ * Each CPE knows only the PRR's address and host-key fingerprint: it registers itself over SSH and
+ * gets its port set. Not here yet: radvd (WAN addresses are set by hand) and a 1280-byte path.
  */
-import { labUnavailableReason } from './lab.js';
+import { labUnavailableReason, waitFor } from './lab.js';
+import { parsePortSet } from '../../common/portset.js';
 import { ensurePackages } from './packages.js';
 import { buildSmapLab, INET, SHARED, type Cpe } from './smap-topology.js';
 
 const say = (line: string): void => void process.stdout.write(line + '\n');
-const SETS = ['10000-10999', '11000-11999'] as const;
 
 /** curl from a CPE's LAN host to the Internet server, which answers with the source it saw. */
 async function fetchFrom(cpe: Cpe): Promise<string> {
@@ -35,20 +35,25 @@ async function main(): Promise<number> {
     return 2;
   }
   say('lab: building namespaces, starting the PRR and two CPE agents ...');
-  const l = await buildSmapLab('lab', [{ ports: SETS[0] }, { ports: SETS[1] }]);
+  const l = await buildSmapLab('lab', [{ ports: '', register: {} }, { ports: '', register: {} }]);
   try {
     for (const cpe of l.cpes) l.startAgent(cpe);
     for (const cpe of l.cpes) await l.agentRunning(cpe);
-    for (const cpe of l.cpes) await l.startDhcp(cpe);
     let ok = true;
-    for (const [i, cpe] of l.cpes.entries()) {
+    for (const cpe of l.cpes) {
+      // The set each CPE registered for, from its own status.
+      const st = await waitFor(`${cpe.host.short} registered`, async () => {
+        const r = await l.cli(cpe.host, 'smap', ['status', '--config', cpe.config, '--json']);
+        const j = r.code === 0 ? (JSON.parse(r.stdout) as { binding: { ports: string } | null }) : undefined;
+        return j?.binding ? j.binding : undefined;
+      }, 30_000);
+      const set = parsePortSet(st.ports);
+      await l.startDhcp(cpe); // the agent wrote the LAN's DHCP MTU snippet when it applied the lease
       const seen = await fetchFrom(cpe);
       const m = /^192\.0\.2\.100:(\d+)$/.exec(seen);
-      const port = m ? Number(m[1]) : -1;
-      const [first, last] = SETS[i]!.split('-').map(Number) as [number, number];
-      const good = port >= first && port <= last;
+      const good = m !== null && set.has(Number(m[1]));
       ok &&= good;
-      say(`lab: ${cpe.lan.short} -> http://${INET}/ seen from ${seen} (${cpe.host.short} owns ${SETS[i]}): ${good ? 'ok' : 'FAILED'}`);
+      say(`lab: ${cpe.host.short} registered ${SHARED} ports ${st.ports}; ${cpe.lan.short} -> http://${INET}/ seen from ${seen}: ${good ? 'ok' : 'FAILED'}`);
     }
     if (check) return ok ? 0 : 1;
     say('');
@@ -58,7 +63,8 @@ async function main(): Promise<number> {
     say(`  ip netns exec ${l.cpes[0].host.name} node dist/smap/cli.js status --config ${l.cpes[0].config}`);
     say(`  ip netns exec ${l.prr.name} node dist/prr/cli.js subscribers list --config ${l.prrConfig}`);
     say(`  ip netns exec ${l.prr.name} tcpdump -ni cpe1 ip6`);
-    say('Not yet here: SSH self-registration (the CPEs use static bindings), radvd and a 1280-byte path.');
+    say(`The PRR's registration server: ssh -p 2222 cpe@[2001:db8:ffff::1] status (host key ${l.registration?.hostKeyFingerprint ?? '?'})`);
+    say('Not yet here: radvd (WAN addresses are set by hand) and a 1280-byte path.');
     say('Ctrl-C stops the lab and removes every namespace.');
     await new Promise<void>((resolve) => {
       process.once('SIGINT', () => resolve());
