@@ -28,8 +28,10 @@ import {
   ICMP6_PACKET_TOO_BIG,
   ICMP6_PARAM_PROBLEM,
   ICMP6_TIME_EXCEEDED,
+  IPV6_HLEN,
   IPV6_MIN_MTU,
   PROTO_ICMP,
+  PROTO_IPIP,
   PROTO_IPV6,
   PROTO_TCP,
   PROTO_UDP,
@@ -38,6 +40,8 @@ import {
 import { DECODE_QUOTED, DecodeError } from '../common/codec/result.js';
 import { decodeIpv4, ipv4DecrementTtl, newIpv4Header, type Ipv4Header } from '../common/codec/ipv4.js';
 import { buildIcmp4Error, decodeIcmp4, isIcmp4Error, newIcmp4Header } from '../common/codec/icmp4.js';
+import { buildIcmp6Error } from '../common/codec/icmp6.js';
+import { encodeIpv6, newIpv6Header, type Ipv6Header } from '../common/codec/ipv6.js';
 import type { BindingTable } from './bindings.js';
 import { Drop, decodeDrop } from './counters.js';
 import type { PrrPolicy, SidePolicy } from './policy.js';
@@ -47,8 +51,20 @@ const PROTO_DCCP = 33;
 const PROTO_SCTP = 132;
 const PROTO_UDPLITE = 136;
 
-export const Action = { Drop: 0, ToInternet: 1, ToCpe: 2 } as const;
+/**
+ * Icmp6ToCpe: an ICMPv6 message (no IPv6 header) for the raw ICMPv6 socket, to the outer source
+ * of a tunnel packet that failed source validation; the addresses are in `ip6` (see Verdict).
+ */
+export const Action = { Drop: 0, ToInternet: 1, ToCpe: 2, Icmp6ToCpe: 3 } as const;
 
+/** ICMPv6 Destination Unreachable code 5: source address failed ingress/egress policy (RFC 4443 §3.1). */
+export const ICMP6_UNREACH_POLICY = 5;
+/**
+ * The quoted outer IPv6 header of an Icmp6ToCpe error is rebuilt from what the raw socket
+ * reports (source, destination, next header 4, payload length = the inner packet's length); the
+ * rest is not known: traffic class 0, flow label 0, and this hop limit (the usual initial one).
+ */
+export const QUOTE6_HOP_LIMIT = 64;
 /** What to do with one packet. The packet to send is buf[off, off+len). */
 export interface Verdict {
   action: number;
@@ -71,10 +87,19 @@ export interface Verdict {
    * packet): it lives in a buffer of the core's that the next call reuses, so copy or send it now.
    */
   foreign: boolean;
+  /**
+   * Icmp6ToCpe: the IPv6 header the core built for the checksum: the source (the BR address the
+   * CPE used) at ip6[ip6Off + 8, +16), the destination (the CPE) at ip6[ip6Off + 24, +16).
+   */
+  ip6: Buffer;
+  ip6Off: number;
 }
 
 export function newVerdict(): Verdict {
-  return { action: 0, reason: -1, buf: Buffer.alloc(0), off: 0, len: 0, to: -1, from: -1, generated: false, hairpin: false, pmtuLowered: -1, foreign: false };
+  return {
+    action: 0, reason: -1, buf: Buffer.alloc(0), off: 0, len: 0, to: -1, from: -1, generated: false, hairpin: false, pmtuLowered: -1,
+    foreign: false, ip6: Buffer.alloc(0), ip6Off: 0,
+  };
 }
 
 export interface CoreOptions {
@@ -117,12 +142,16 @@ export interface CoreEvents {
   icmpSuppressed: number;
   icmpRelayed: number;
   icmp6Translated: number;
+  /** ICMPv6 errors made for CPEs (Destination Unreachable 5), and those the rate limit held back. */
+  icmp6Generated: number;
+  icmp6RateLimited: number;
 }
 
 export class PrrCore {
-  readonly events: CoreEvents = { icmpGenerated: 0, icmpRateLimited: 0, icmpSuppressed: 0, icmpRelayed: 0, icmp6Translated: 0 };
+  readonly events: CoreEvents = { icmpGenerated: 0, icmpRateLimited: 0, icmpSuppressed: 0, icmpRelayed: 0, icmp6Translated: 0, icmp6Generated: 0, icmp6RateLimited: 0 };
   private readonly ip: Ipv4Header = newIpv4Header();
   private readonly q: Ipv4Header = newIpv4Header();
+  private readonly h6: Ipv6Header = newIpv6Header();
   private readonly icmp = newIcmp4Header();
   private readonly scratch = Buffer.alloc(2048);
   private readonly ttlByKernel: boolean;
@@ -241,11 +270,14 @@ export class PrrCore {
     if (id < 0 || !t.ipv6Is(id, src6, srcOff)) {
       const cpe = t.lookupIpv6(src6, srcOff);
       v.from = cpe; // a known CPE sending outside its set: the drop is counted against it
-      return drop(v, cpe >= 0 ? Drop.port_outside_set : id >= 0 ? Drop.spoofed_ipv6 : Drop.unknown_cpe);
+      const why = cpe >= 0 ? Drop.port_outside_set : id >= 0 ? Drop.spoofed_ipv6 : Drop.unknown_cpe;
+      return this.icmp6ToCpe(v, why, src6, srcOff, dst6, dstOff, buf, off, ip.totalLen);
     }
     v.from = id;
     const br = this.policy.brAddresses[t.brOf(id)];
-    if (br !== undefined && br.compare(dst6, dstOff, dstOff + 16, 0, 16) !== 0) return drop(v, Drop.wrong_endpoint);
+    if (br !== undefined && br.compare(dst6, dstOff, dstOff + 16, 0, 16) !== 0) {
+      return this.icmp6ToCpe(v, Drop.wrong_endpoint, src6, srcOff, dst6, dstOff, buf, off, ip.totalLen);
+    }
     if (!t.isShared(ip.dst)) {
       v.action = Action.ToInternet;
       setPacket(v, buf, off, ip.totalLen);
@@ -398,6 +430,43 @@ export class PrrCore {
     setPacket(v, this.scratch, 0, n);
   }
 
+  /**
+   * Drop with `reason` (source validation failed), and, when [internal] generate_icmp_errors and
+   * the internal rate limit allow, answer the CPE with ICMPv6 Destination Unreachable code 5
+   * (RFC 7596 §5.2, RFC 4443 §3.1) from the address it sent to. The quoted "offending packet" is
+   * the outer IPv6 header rebuilt (see QUOTE6_HOP_LIMIT) and the inner packet, cut at 1280 bytes
+   * for the whole error (RFC 4443 §2.4(c)). Never to a source that is not unicast (RFC 4443 §2.4(e)).
+   */
+  private icmp6ToCpe(v: Verdict, reason: number, src6: Buffer, srcOff: number, dst6: Buffer, dstOff: number, buf: Buffer, off: number, len: number): void {
+    v.reason = reason;
+    if (!this.policy.internal.generateIcmpErrors || !isUnicast6(src6, srcOff)) return;
+    if (!this.limit6.take()) {
+      this.events.icmp6RateLimited++;
+      return;
+    }
+    // The offending packet goes where buildIcmp6Error puts its quote (after 40 + 8 bytes): in place.
+    const s = this.scratch;
+    const q = IPV6_HLEN + 8;
+    const inner = Math.min(len, ICMP6_QUOTE_MAX - IPV6_HLEN);
+    const h = this.h6;
+    h.trafficClass = 0;
+    h.flowLabel = 0;
+    h.payloadLen = len;
+    h.nextHeader = PROTO_IPIP;
+    h.hopLimit = QUOTE6_HOP_LIMIT;
+    encodeIpv6(s, q, h, src6, srcOff, dst6, dstOff);
+    buf.copy(s, q + IPV6_HLEN, off, off + inner);
+    const n = buildIcmp6Error(s, 0, dst6, dstOff, src6, srcOff, 255, ICMP6_DEST_UNREACH, ICMP6_UNREACH_POLICY, 0, s, q, IPV6_HLEN + inner);
+    if (n < 0) return;
+    this.events.icmp6Generated++;
+    v.action = Action.Icmp6ToCpe;
+    v.generated = true;
+    v.foreign = true;
+    v.ip6 = s;
+    v.ip6Off = 0;
+    setPacket(v, s, IPV6_HLEN, n - IPV6_HLEN);
+  }
+
   /** RFC 1812 §4.3.2.7: no ICMP error about an ICMP error, a non-first fragment, or to a non-unicast source. */
   private mayAnswer(ip: Ipv4Header, buf: Buffer, off: number, end: number): boolean {
     if (ip.fragOff !== 0) return false;
@@ -411,6 +480,16 @@ export class PrrCore {
     }
     return true;
   }
+}
+
+/** The most of the offending packet an ICMPv6 error quotes: 1280 - 40 - 8 (RFC 4443 §2.4(c)). */
+const ICMP6_QUOTE_MAX = IPV6_MIN_MTU - IPV6_HLEN - 8;
+
+/** Not ::, ::1, or multicast (ff00::/8). */
+function isUnicast6(a: Buffer, off: number): boolean {
+  if (a[off] === 0xff) return false;
+  for (let i = 0; i < 15; i++) if (a[off + i] !== 0) return true;
+  return a[off + 15]! > 1;
 }
 
 function reset(v: Verdict): void {

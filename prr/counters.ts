@@ -54,6 +54,8 @@ export const GLOBAL_NAMES = [
   'icmp4_policy_suppressed', // ICMPv4 errors not sent because generate_icmp_errors is off
   'icmp_relayed', // ICMPv4 errors from the Internet relayed to a CPE by the quoted port
   'icmp6_translated', // ICMPv6 errors from the IPv6 core turned into ICMPv4 (RFC 2473 §8)
+  'icmp6_generated', // ICMPv6 Destination Unreachable 5 sent to CPEs whose packet failed source validation
+  'icmp6_rate_limited', // those not sent because of the internal side's rate limit
   'pmtu_lowered', // a binding's tunnel MTU lowered by a Packet Too Big
   'tx_errors', // sends the kernel refused
 ] as const;

@@ -16,7 +16,7 @@ import { formatHostPort } from '../common/config/values.js';
 import { ConfigError, NativeError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { TUN_QUEUE } from '../common/native/ring.js';
-import type { TunDevice, Tunnel6Socket } from '../common/native/types.js';
+import type { Icmp6Socket, TunDevice, Tunnel6Socket } from '../common/native/types.js';
 import { ipv6ToString } from '../common/codec/ipv6.js';
 import { BindingTable } from './bindings.js';
 import { servePrrControl } from './control.js';
@@ -32,6 +32,8 @@ import type { StaticBinding } from './policy.js';
 export interface PrrIo {
   openTun(name: string): TunDevice;
   openTunnel(bind: string): Tunnel6Socket;
+  /** The send-only raw ICMPv6 socket for ICMPv6 errors to CPEs (absent: none are sent). */
+  openIcmp6?(bind: string): Icmp6Socket;
   /** Run `ip ...` (replaced in unit tests). */
   ip(args: string[]): void;
   /** Write a sysctl under /proc/sys (best effort). */
@@ -113,7 +115,9 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
   const brs = model.policy.brAddresses;
   const tunnel = io.openTunnel(brs.length === 1 ? ipv6ToString(brs[0]!, 0) : '::');
   let tun: TunDevice;
+  let icmp6: Icmp6Socket | undefined;
   try {
+    icmp6 = io.openIcmp6?.(brs.length === 1 ? ipv6ToString(brs[0]!, 0) : '::');
     tun = io.openTun(model.tun);
     // The TUN carries IPv4 only: no link-local IPv6, no router solicitations or MLD into it.
     io.sysctl(`net/ipv6/conf/${tun.name}/disable_ipv6`, '1');
@@ -127,6 +131,7 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
     io.ip(['link', 'set', 'dev', tun.name, 'mtu', String(model.tunnelMtu), 'txqueuelen', String(TUN_QUEUE), 'up']);
     for (const pool of model.pools) io.ip(['route', 'replace', String(pool), 'dev', tun.name]);
   } catch (err) {
+    icmp6?.close();
     tunnel.close();
     throw err;
   }
@@ -135,6 +140,7 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
   const dataplane = new PrrDataplane(core, counters, tun, tunnel, {
     log,
     onPmtu: (id, mtu) => log.info(`path MTU toward ${table.subscriberOf(id)} lowered: tunnel MTU ${mtu}`),
+    ...(icmp6 !== undefined ? { icmp6 } : {}),
   });
   dataplane.start();
 

@@ -5,11 +5,12 @@
  *   TUN ──batch──► core.fromInternet ──► tunnel.send (to CPEs)  + TUN.send (ICMP it made)
  *   tunnel ──batch──► core.fromTunnel ──► TUN.send (to the Internet) + tunnel.send (hairpin, ICMP)
  *   tunnel error queue ──► core.fromTunnelError ──► ICMPv4 to the sender; per-CPE path MTU
+ *   core.fromTunnel failing source validation ──► ICMPv6 1/5 to the CPE (opts.icmp6, copied)
  *
  * Forwarded packets are sent from the receive ring where they lie (no copy); only packets the
  * core generated (ICMP errors) are copied, into a scratch slab. Nothing here allocates per packet.
  */
-import type { PacketPort, TunDevice, Tunnel6Socket, TxBatch, Icmp6ErrorReport } from '../common/native/types.js';
+import type { PacketPort, TunDevice, Tunnel6Socket, TxBatch, Icmp6ErrorReport, Icmp6Socket } from '../common/native/types.js';
 import type { Logger } from '../common/log.js';
 import { Action, newVerdict, type PrrCore, type Verdict } from './core.js';
 import { B, G, PER_BINDING, type PrrCounters } from './counters.js';
@@ -59,6 +60,12 @@ export interface DataplaneOptions {
   log: Logger;
   /** Report each lowered per-CPE MTU (for the log and metrics). */
   onPmtu?: (binding: number, mtu: number) => void;
+  /**
+   * The raw ICMPv6 socket for the ICMPv6 errors the core makes (Destination Unreachable 5 to
+   * CPEs). Without it those are counted as tx_errors. Counted in out6_* (the IPv6 side's
+   * output) with their ICMPv6 length.
+   */
+  icmp6?: Icmp6Socket;
 }
 
 export class PrrDataplane {
@@ -69,6 +76,7 @@ export class PrrDataplane {
   private readonly cpeToCpe: Outbox; // hairpinned, from the tunnel ring
   private readonly gen6: Outbox; // ICMP made for CPEs -> tunnel (copied)
   private readonly gen4: Outbox; // ICMP made for Internet senders -> TUN (copied)
+  private readonly genIcmp6: Outbox; // ICMPv6 made for CPEs -> opts.icmp6 (copied)
   private readonly one = new Outbox(1, true); // a large reassembled datagram, sent alone
 
   constructor(
@@ -85,6 +93,7 @@ export class PrrDataplane {
     this.cpeToCpe = new Outbox(n6, true);
     this.gen6 = new Outbox(Math.max(n4, n6), true);
     this.gen4 = new Outbox(Math.max(n4, n6), false);
+    this.genIcmp6 = new Outbox(n6, true);
   }
 
   private expiry: NodeJS.Timeout | undefined;
@@ -106,6 +115,7 @@ export class PrrDataplane {
     clearInterval(this.expiry);
     this.tun.close();
     this.tunnel.close();
+    this.opts.icmp6?.close();
   }
 
   /** IPv4 from the Internet. */
@@ -155,6 +165,8 @@ export class PrrDataplane {
     hair.reset(ring.slab);
     this.gen4.reset(this.gen4.gen);
     this.gen6.reset(this.gen6.gen);
+    const icmp6 = this.genIcmp6;
+    icmp6.reset(icmp6.gen);
     for (let i = 0; i < count; i++) {
       const off = i * ring.slotSize + ring.headroom;
       const len = ring.lens[i]!;
@@ -186,10 +198,18 @@ export class PrrDataplane {
           pb[v.to * PER_BINDING + B.to_cpe_packets]++;
           pb[v.to * PER_BINDING + B.to_cpe_bytes] += v.len;
         }
+      } else if (v.action === Action.Icmp6ToCpe) {
+        const j = icmp6.pushCopy(v.buf, v.off, v.len);
+        v.ip6.copy(icmp6.tx.dsts!, j * 16, v.ip6Off + 24, v.ip6Off + 40);
+        v.ip6.copy(icmp6.tx.srcs!, j * 16, v.ip6Off + 8, v.ip6Off + 24);
       }
     }
     this.flush(toInet, this.tun, G.out4_packets, G.out4_bytes);
     this.flush(hair, this.tunnel, G.out6_packets, G.out6_bytes);
+    if (icmp6.tx.count > 0) {
+      if (this.opts.icmp6 !== undefined) this.flush(icmp6, this.opts.icmp6, G.out6_packets, G.out6_bytes);
+      else c.global[G.tx_errors] += icmp6.tx.count;
+    }
     this.flushGenerated();
   }
 
@@ -232,7 +252,7 @@ export class PrrDataplane {
     else box.tx.srcs!.fill(0, j * 16, j * 16 + 16);
   }
 
-  private flush(box: Outbox, port: PacketPort, pk: number, by: number): void {
+  private flush(box: Outbox, port: Pick<PacketPort, 'send'>, pk: number, by: number): void {
     const tx = box.tx;
     if (tx.count === 0) return;
     const sent = port.send(tx);
@@ -257,6 +277,9 @@ export class PrrDataplane {
     g[G.icmp4_policy_suppressed] += e.icmpSuppressed;
     g[G.icmp_relayed] += e.icmpRelayed;
     g[G.icmp6_translated] += e.icmp6Translated;
+    g[G.icmp6_generated] += e.icmp6Generated;
+    g[G.icmp6_rate_limited] += e.icmp6RateLimited;
     e.icmpGenerated = e.icmpRateLimited = e.icmpSuppressed = e.icmpRelayed = e.icmp6Translated = 0;
+    e.icmp6Generated = e.icmp6RateLimited = 0;
   }
 }

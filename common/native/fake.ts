@@ -22,7 +22,7 @@ import { formatIpv6, parseIpv6 } from './addr6.js';
 import { makeRing } from './ring.js';
 import { newCounters, readStats, STAT } from './stats.js';
 import type {
-  Icmp6ErrorReport, IoStats, PacketPort, PmtuMode, RingOptions, RxRing, TunDevice, Tunnel6Options, Tunnel6Socket,
+  Icmp6ErrorReport, Icmp6Socket, IoStats, PacketPort, PmtuMode, RingOptions, RxRing, TunDevice, Tunnel6Options, Tunnel6Socket,
   TxBatch,
 } from './types.js';
 
@@ -297,5 +297,65 @@ export class FakeNet6 {
       return;
     }
     to.arrive(pkt, src, dst);
+  }
+}
+
+/** One ICMPv6 message a FakeIcmp6 sent: the addresses the kernel would put in the IPv6 header. */
+export interface SentIcmp6 {
+  src: Buffer;
+  dst: Buffer;
+  /** The ICMPv6 message (type, code, checksum, ..., quote), a copy. */
+  msg: Buffer;
+}
+
+/**
+ * An in-memory send-only raw ICMPv6 socket: records what is sent (`sent`, oldest first; clear
+ * it when read) and calls `onSend` for each. Like the kernel it requires dsts; the source is
+ * the per-packet one, else `bind` (an all-zero `bind` leaves it ::, the kernel's choice).
+ */
+export class FakeIcmp6 implements Icmp6Socket {
+  readonly bind: string;
+  readonly counters = newCounters();
+  readonly sent: SentIcmp6[] = [];
+  onSend: ((s: SentIcmp6) => void) | undefined;
+  private closed = false;
+
+  constructor(opts: { bind?: string } = {}) {
+    this.bind = formatIpv6(parseIpv6(opts.bind ?? '::'));
+  }
+
+  send(tx: TxBatch): number {
+    if (this.closed) throw new NativeError(`fake icmp6 [${this.bind}]: send after close`);
+    const dsts = tx.dsts;
+    if (dsts === undefined) throw new NativeError(`fake icmp6 [${this.bind}]: send needs dsts`);
+    const c = this.counters;
+    c[STAT.txBatches]! += 1;
+    const zero = Buffer.alloc(16);
+    let n = 0;
+    for (let i = 0; i < tx.count; i++) {
+      const off = tx.offsets[i]!;
+      const len = tx.lens[i]!;
+      if (off < 0 || len < 4 || off + len > tx.slab.length) {
+        c[STAT.txErrors]! += 1;
+        continue;
+      }
+      const want = tx.srcs?.subarray(16 * i, 16 * i + 16);
+      const src = Buffer.from(want !== undefined && !want.equals(zero) ? want : parseIpv6(this.bind));
+      const s: SentIcmp6 = { src, dst: Buffer.from(dsts.subarray(16 * i, 16 * i + 16)), msg: Buffer.from(tx.slab.subarray(off, off + len)) };
+      this.sent.push(s);
+      this.onSend?.(s);
+      n++;
+      c[STAT.txPackets]! += 1;
+      c[STAT.txBytes]! += len;
+    }
+    return n;
+  }
+
+  stats(): IoStats {
+    return readStats(this.counters);
+  }
+
+  close(): void {
+    this.closed = true;
   }
 }

@@ -13,6 +13,8 @@ import { makeRing } from './ring.js';
 import { newCounters, readStats, STATS_COUNT } from './stats.js';
 import type {
   Icmp6ErrorReport,
+  Icmp6Options,
+  Icmp6Socket,
   IoStats,
   PacketPort,
   PmtuMode,
@@ -35,7 +37,7 @@ type PollHandle = { readonly __poll: unique symbol };
 interface Addon {
   tunOpen(name: string, multiQueue: boolean): { fd: number; name: string };
   tunWrite(fd: number, slab: Buffer, offs: Int32Array, lens: Int32Array, count: number, st: Float64Array): number;
-  raw6Open(bind: Buffer | null, rcvbuf: number, sndbuf: number): number;
+  raw6Open(bind: Buffer | null, rcvbuf: number, sndbuf: number, proto: number): number;
   raw6SetPmtuDisc(fd: number, mode: number): void;
   raw6SetDontFrag(fd: number, on: boolean): void;
   pathMtu(addr: Buffer): number;
@@ -221,6 +223,49 @@ export function openTunnel6(opts: Tunnel6Options): Tunnel6Socket {
   const any = addr.every((b) => b === 0);
   const a = native();
   const fd = call(`${label}: open`, () =>
-    a.raw6Open(any ? null : addr, opts.rcvbuf ?? DEFAULT_SOCKET_BUFFER, opts.sndbuf ?? DEFAULT_SOCKET_BUFFER));
+    a.raw6Open(any ? null : addr, opts.rcvbuf ?? DEFAULT_SOCKET_BUFFER, opts.sndbuf ?? DEFAULT_SOCKET_BUFFER, 4));
   return new NativeTunnel6(fd, ring, formatIpv6(addr));
+}
+
+class NativeIcmp6 implements Icmp6Socket {
+  readonly counters = newCounters();
+  private closed = false;
+  private readonly label: string;
+
+  constructor(
+    private readonly fd: number,
+    readonly bind: string,
+  ) {
+    this.label = `icmp6 [${bind}]`;
+  }
+
+  send(tx: TxBatch): number {
+    if (this.closed) throw new NativeError(`${this.label}: send after close`);
+    if (tx.dsts === undefined) throw new NativeError(`${this.label}: send needs dsts`);
+    const dsts = tx.dsts;
+    return call(`${this.label}: sendmmsg`, () =>
+      native().raw6Send(this.fd, tx.slab, tx.offsets, tx.lens, dsts, tx.count, this.counters, tx.srcs ?? null));
+  }
+
+  stats(): IoStats {
+    return readStats(this.counters);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    call(`${this.label}: close`, () => native().closeFd(this.fd));
+  }
+}
+
+/**
+ * Opens a send-only raw ICMPv6 socket bound to `bind` ('::' = any local address), for the
+ * ICMPv6 errors the PRR originates. Its ICMP6_FILTER blocks every type, so it queues nothing.
+ */
+export function openIcmp6(opts: Icmp6Options): Icmp6Socket {
+  const addr = parseIpv6(opts.bind);
+  const any = addr.every((b) => b === 0);
+  const a = native();
+  const fd = call(`icmp6 [${opts.bind}]: open`, () => a.raw6Open(any ? null : addr, 0, opts.sndbuf ?? DEFAULT_SOCKET_BUFFER, 58));
+  return new NativeIcmp6(fd, formatIpv6(addr));
 }

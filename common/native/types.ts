@@ -128,3 +128,27 @@ export interface Tunnel6Options extends RingOptions {
   rcvbuf?: number; // bytes, default 4 MiB (SO_RCVBUFFORCE)
   sndbuf?: number; // bytes, default 4 MiB (SO_SNDBUFFORCE)
 }
+
+/**
+ * A send-only raw ICMPv6 socket (`socket(AF_INET6, SOCK_RAW, IPPROTO_ICMPV6)`) for the ICMPv6
+ * errors the PRR originates (Destination Unreachable code 5 to a CPE whose packet failed source
+ * validation, RFC 7596 §5.2). Each packet is an ICMPv6 message (no IPv6 header: the kernel
+ * writes it, with the socket's hop limit); `tx.dsts` is required, `tx.srcs` picks the source per
+ * packet (IPV6_PKTINFO; all-zero = kernel's choice). The kernel always computes the ICMPv6
+ * checksum of a raw ICMPv6 socket (RFC 3542 §3.1); a correct one in the message is kept.
+ */
+export interface Icmp6Socket {
+  /** The bound address ('::' when unbound). */
+  readonly bind: string;
+  /** Live counters, indexed by STAT in stats.ts (tx only). */
+  readonly counters: Float64Array;
+  send(tx: TxBatch): number;
+  stats(): IoStats;
+  /** Closes the fd. Idempotent. */
+  close(): void;
+}
+
+export interface Icmp6Options {
+  bind: string; // local IPv6 address, or '::'
+  sndbuf?: number; // bytes, default 4 MiB (SO_SNDBUFFORCE)
+}

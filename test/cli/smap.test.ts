@@ -20,7 +20,7 @@ const ROOT = projectRoot();
 function runCli(args: string[]): { status: number | null; stdout: string; stderr: string; errLines: string[] } {
   const bin = path.join(ROOT, 'dist', NAME, 'cli.js');
   if (!existsSync(bin)) throw new Error(`${bin} is missing: build first (npx tsc -p .)`);
-  const r = spawnSync(process.execPath, [bin, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
+  const r = spawnSync(process.execPath, [bin, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 120_000 });
   const errLines = r.stderr === '' ? [] : r.stderr.replace(/\n$/, '').split('\n');
   return { status: r.status, stdout: r.stdout, stderr: r.stderr, errLines };
 }

@@ -71,12 +71,7 @@ export const SHARED_B4 =
 export const KNOWN_FAILING_CONFS: Readonly<Record<string, string>> = {};
 
 /** Cases whose replay fails because the PRR lacks something (the test asserts they still fail). */
-export const KNOWN_FAILING: Readonly<Record<string, string>> = {
-  'from-b4 to-internet IPv6 packet NOT found in the binding table (ICMP-on-fail)':
-    'no ICMPv6 Destination Unreachable code 5 (source address failed ingress/egress policy, RFC 7596 §5.2) to a B4 whose packet fails '
-    + 'source validation, though [internal] generate_icmp_errors = true: PrrCore.fromTunnel only drops (port_outside_set); the core '
-    + 'needs an ICMPv6 verdict and the data plane a way to send ICMPv6 (the next-header-4 raw socket cannot)',
-};
+export const KNOWN_FAILING: Readonly<Record<string, string>> = {};
 
 // ---- deliberate differences --------------------------------------------------------------------
 

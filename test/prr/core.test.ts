@@ -41,6 +41,7 @@ import {
 } from './helpers/layout.js';
 import {
   echo4,
+  ip6,
   icmpError4,
   ip4,
   ipv4,
@@ -91,6 +92,12 @@ const hex = (b: Buffer): string => b.toString('hex');
 
 function isDrop(t: T, v: Verdict, reason: DropReasonName, msg: string): void {
   t.equal(v.action, Action.Drop, `${msg}: dropped`);
+  t.equal(reasonName(v), reason, `${msg}: reason ${reason}`);
+}
+
+/** A tunnel packet refused by source validation: dropped, or answered with ICMPv6 1/5 (tested below). */
+function isRefused6(t: T, v: Verdict, reason: DropReasonName, msg: string): void {
+  t.ok(v.action === Action.Drop || v.action === Action.Icmp6ToCpe, `${msg}: not forwarded`);
   t.equal(reasonName(v), reason, `${msg}: reason ${reason}`);
 }
 
@@ -468,7 +475,7 @@ t.test('CPE -> Internet: source validation', async (t) => {
   ];
   for (const [name, src6, pkt, reason] of cases) {
     const v = fromTunnel(lab, src6, pkt);
-    isDrop(t, v, reason, name);
+    isRefused6(t, v, reason, name);
     // A known CPE sending outside its set is charged for the drop; a stranger is nobody's.
     const cpe = lab.table.lookupIpv6(src6, 0);
     t.equal(v.from, reason === 'port_outside_set' ? cpe : -1, `${name}: attributed to ${reason === 'port_outside_set' ? 'the sending CPE' : 'no binding'}`);
@@ -481,11 +488,86 @@ t.test('CPE -> Internet: two tunnel endpoints, each CPE must use its own', async
   isForward(t, fromTunnel(lab, CPE1, outUdp(10500), BR), Action.ToInternet, outUdp(10500), 'cpe1 -> BR');
   isForward(t, fromTunnel(lab, CPE2, outUdp(11500), BR2), Action.ToInternet, outUdp(11500), 'cpe2 -> BR2');
   let v = fromTunnel(lab, CPE1, outUdp(10500), BR2);
-  isDrop(t, v, 'wrong_endpoint', 'cpe1 -> BR2');
+  isRefused6(t, v, 'wrong_endpoint', 'cpe1 -> BR2');
   t.equal(v.from, lab.cpe1, 'the drop is counted against cpe1');
   v = fromTunnel(lab, CPE2, outUdp(11500), BR);
-  isDrop(t, v, 'wrong_endpoint', 'cpe2 -> BR');
-  isDrop(t, fromTunnel(lab, CPE1, outUdp(10500), STRANGER), 'wrong_endpoint', 'cpe1 -> not an endpoint at all');
+  isRefused6(t, v, 'wrong_endpoint', 'cpe2 -> BR');
+  isRefused6(t, fromTunnel(lab, CPE1, outUdp(10500), STRANGER), 'wrong_endpoint', 'cpe1 -> not an endpoint at all');
+});
+
+/** RFC 1071 over the ICMPv6 pseudo header and `msg`: 0xffff when its checksum is right (independent of the codec). */
+function icmp6SumOk(msg: Buffer, src: Buffer, dst: Buffer): boolean {
+  const ph = Buffer.alloc(40);
+  src.copy(ph, 0);
+  dst.copy(ph, 16);
+  ph.writeUInt32BE(msg.length, 32);
+  ph[39] = 58;
+  const all = Buffer.concat([ph, msg]);
+  let sum = 0;
+  for (let i = 0; i + 1 < all.length; i += 2) sum += all.readUInt16BE(i);
+  if (all.length % 2 === 1) sum += all[all.length - 1]! << 8;
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return sum === 0xffff;
+}
+
+/** An Icmp6ToCpe verdict: Destination Unreachable 5 from `br` to `cpe` quoting the rebuilt outer header and `pkt` (cut at 1280). */
+function isIcmp6Policy(t: T, v: Verdict, reason: DropReasonName, cpe: Buffer, br: Buffer, pkt: Buffer, msg: string): void {
+  t.equal(reasonName(v), reason, `${msg}: reason ${reason}`);
+  t.equal(v.action, Action.Icmp6ToCpe, `${msg}: answered with ICMPv6`);
+  t.ok(v.generated && v.foreign, `${msg}: generated, in the core's buffer`);
+  t.equal(v.to, -1, `${msg}: not to a binding`);
+  const src = v.ip6.subarray(v.ip6Off + 8, v.ip6Off + 24);
+  const dst = v.ip6.subarray(v.ip6Off + 24, v.ip6Off + 40);
+  t.same(hex(src), hex(br), `${msg}: from the BR address the CPE used`);
+  t.same(hex(dst), hex(cpe), `${msg}: to the outer source`);
+  const m = v.buf.subarray(v.off, v.off + v.len);
+  t.equal(m[0], ICMP6_DEST_UNREACH, `${msg}: type 1`);
+  t.equal(m[1], 5, `${msg}: code 5 (source address failed ingress/egress policy)`);
+  t.equal(m.readUInt32BE(4), 0, `${msg}: unused word 0`);
+  t.ok(icmp6SumOk(m, br, cpe), `${msg}: checksum over the pseudo header`);
+  t.equal(m.length, Math.min(1280 - 40, 8 + 40 + pkt.length), `${msg}: at most 1280 bytes with the IPv6 header`);
+  t.equal(m.readUInt32BE(8), 0x60000000, `${msg}: quoted version 6, traffic class 0, flow label 0`);
+  t.equal(m.readUInt16BE(12), pkt.length, `${msg}: quoted payload length`);
+  t.equal(m[14], 4, `${msg}: quoted next header 4`);
+  t.equal(m[15], 64, `${msg}: quoted hop limit 64 (documented: unknown)`);
+  t.equal(hex(m.subarray(16, 32)), hex(cpe), `${msg}: quoted source`);
+  t.equal(hex(m.subarray(32, 48)), hex(br), `${msg}: quoted destination`);
+  t.equal(hex(m.subarray(48)), hex(pkt.subarray(0, m.length - 48)), `${msg}: quoted inner packet`);
+}
+
+t.test('CPE -> Internet: source validation failures answered with ICMPv6 1/5 (RFC 7596 §5.2)', async (t) => {
+  const lab = makeLab({ twoBrs: true });
+  const cases: Array<[DropReasonName, Buffer, Buffer, Buffer]> = [
+    ['port_outside_set', CPE1, outUdp(12500), BR],
+    ['spoofed_ipv6', STRANGER, outUdp(10500), BR],
+    ['unknown_cpe', STRANGER, outUdp(13000), BR],
+    ['wrong_endpoint', CPE1, outUdp(10500), BR2],
+    ['unknown_cpe', STRANGER, outUdp(13000, { data: 1400 }), BR2],
+  ];
+  for (const [reason, src6, pkt, br] of cases) {
+    isIcmp6Policy(t, fromTunnel(lab, src6, pkt, br), reason, src6, br, pkt, `${reason} (${pkt.length} bytes)`);
+  }
+  t.equal(lab.core.events.icmp6Generated, cases.length, 'icmp6Generated');
+  t.equal(lab.core.events.icmpGenerated, 0, 'no ICMPv4 counted');
+
+  const off = makeLab({ policy: (p) => (p.internal.generateIcmpErrors = false) });
+  isDrop(t, fromTunnel(off, CPE1, outUdp(12500)), 'port_outside_set', 'generate_icmp_errors off: dropped');
+  isDrop(t, fromTunnel(off, STRANGER, outUdp(13000)), 'unknown_cpe', 'generate_icmp_errors off: unknown CPE dropped');
+  t.equal(off.core.events.icmp6Generated, 0, 'none generated');
+
+  const nonUnicast = makeLab();
+  for (const a of ['ff02::1', '::', '::1', 'ff0e::5']) {
+    isDrop(t, fromTunnel(nonUnicast, ip6(a), outUdp(13000)), 'unknown_cpe', `from ${a}: dropped, never answered`);
+  }
+  t.equal(nonUnicast.core.events.icmp6Generated + nonUnicast.core.events.icmp6RateLimited, 0, 'no ICMPv6, no token used');
+
+  const limited = makeLab({ policy: (p) => (p.internal.errorRateLimit = { packets: 2, seconds: 1 }) });
+  let sent = 0;
+  for (let i = 0; i < 5; i++) if (fromTunnel(limited, STRANGER, outUdp(13000)).action === Action.Icmp6ToCpe) sent++;
+  t.equal(sent, 2, 'internal bucket: 2 of 5');
+  t.equal(limited.core.events.icmp6RateLimited, 3, 'icmp6RateLimited');
+  limited.clock.t = 1000;
+  t.equal(fromTunnel(limited, CPE1, outUdp(12500)).action, Action.Icmp6ToCpe, 'a second later: answered again');
 });
 
 t.test('CPE -> Internet: what the tunnel must not carry', async (t) => {
@@ -513,7 +595,7 @@ t.test('CPE -> Internet: ICMP from LAN hosts', async (t) => {
   t.equal(lab.v.from, lab.cpe1);
   const reply = echo4({ src: SHARED, dst: INET, id: 11002, reply: true });
   isForward(t, fromTunnel(lab, CPE2, reply), Action.ToInternet, reply, 'echo reply, id in the set');
-  isDrop(t, fromTunnel(lab, CPE1, echo4({ src: SHARED, dst: INET, id: 9000 })), 'port_outside_set', 'echo id outside the set');
+  isRefused6(t, fromTunnel(lab, CPE1, echo4({ src: SHARED, dst: INET, id: 9000 })), 'port_outside_set', 'echo id outside the set');
   isDrop(t, fromTunnel(lab, CPE1, echo4({ src: SHARED, dst: INET, id: 10700, corrupt: 'l4' })), 'bad_checksum', 'echo with a bad checksum');
 
   // A LAN host's port unreachable about a packet an Internet host sent to 192.0.2.100:10500.
@@ -522,7 +604,7 @@ t.test('CPE -> Internet: ICMP from LAN hosts', async (t) => {
   isForward(t, fromTunnel(lab, CPE1, err), Action.ToInternet, err, 'port unreachable quoting 192.0.2.100:10500');
   t.equal(lab.v.from, lab.cpe1);
   const err2 = icmpError4({ src: SHARED, dst: INET, type: 3, code: 3, quote: udp4({ src: INET, dst: SHARED, sport: 40000, dport: 11500 }) });
-  isDrop(t, fromTunnel(lab, CPE1, err2), 'port_outside_set', 'cpe1 sending an error about cpe2\'s port');
+  isRefused6(t, fromTunnel(lab, CPE1, err2), 'port_outside_set', 'cpe1 sending an error about cpe2\'s port');
   const err3 = icmpError4({ src: SHARED, dst: INET, type: 3, code: 3, quote: udp4({ src: INET, dst: ip4('192.0.2.55'), sport: 40000, dport: 10500 }) });
   isDrop(t, fromTunnel(lab, CPE1, err3), 'icmp_unroutable', 'error quoting a packet to another address');
 });
@@ -821,6 +903,13 @@ function checkVerdict(lab: Lab, v: Verdict, noneOk: boolean, tally: FuzzTally, w
     // -1: held for reassembly, refused by the reassembler (it counts that), or (fromTunnelError) nothing to say.
     const ok = Number.isInteger(v.reason) && v.reason < DROP_REASON_NAMES.length && (v.reason >= 0 || v.reason === -1 || noneOk);
     if (!ok) fail(`drop reason ${v.reason}`);
+    return;
+  }
+  if (v.action === Action.Icmp6ToCpe) {
+    if (v.len < 48 || v.len > 1240 || v.off < 0 || v.off + v.len > v.buf.length) return fail(`ICMPv6 range ${v.off}+${v.len} of ${v.buf.length}`);
+    const m = v.buf.subarray(v.off, v.off + v.len);
+    const a = v.ip6.subarray(v.ip6Off + 8, v.ip6Off + 40);
+    if (m[0] !== 1 || m[1] !== 5 || !icmp6SumOk(m, a.subarray(0, 16), a.subarray(16, 32))) return fail('not a valid ICMPv6 1/5');
     return;
   }
   if (v.action !== Action.ToCpe && v.action !== Action.ToInternet) return fail(`action ${v.action}`);

@@ -5,6 +5,7 @@
  * local destination in IPV6_PKTINFO.
  */
 #include <errno.h>
+#include <netinet/icmp6.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -37,20 +38,34 @@ static int arg_addr16(napi_env env, napi_value v, const char *name, struct in6_a
   return 0;
 }
 
-/* raw6Open(bindAddr16|null, rcvbuf, sndbuf) -> fd */
+/*
+ * raw6Open(bindAddr16|null, rcvbuf, sndbuf, proto) -> fd. proto 4 (IPPROTO_IPIP): the tunnel
+ * socket. proto 58 (IPPROTO_ICMPV6): a send-only socket for the ICMPv6 errors the PRR makes;
+ * its ICMP6_FILTER blocks every type (it never reads), and it has no error queue. The kernel
+ * always computes the checksum of a raw ICMPv6 socket (IPV6_CHECKSUM is fixed at offset 2,
+ * RFC 3542 §3.1): rawv6_push_pending_frames subtracts whatever the field holds and writes the
+ * sum over the real pseudo header, so a correct checksum from the caller is kept as is.
+ */
 napi_value raw6_open(napi_env env, napi_callback_info info) {
-  ARGS(3);
+  ARGS(4);
   struct in6_addr addr = IN6ADDR_ANY_INIT;
   int have_addr;
-  int32_t rcvbuf, sndbuf;
+  int32_t rcvbuf, sndbuf, proto;
   if (arg_addr16(env, argv[0], "bind", &addr, &have_addr) != 0 || arg_int32(env, argv[1], "rcvbuf", &rcvbuf) != 0 ||
-      arg_int32(env, argv[2], "sndbuf", &sndbuf) != 0)
+      arg_int32(env, argv[2], "sndbuf", &sndbuf) != 0 || arg_int32(env, argv[3], "proto", &proto) != 0)
     return NULL;
+  if (proto != IPPROTO_IPIP && proto != IPPROTO_ICMPV6) return throw_range(env, "raw6Open: proto must be 4 or 58");
 
-  int fd = socket(AF_INET6, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_IPIP);
-  if (fd < 0) return throw_errno(env, "socket(AF_INET6, SOCK_RAW, IPPROTO_IPIP)", errno);
+  int fd = socket(AF_INET6, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, proto);
+  if (fd < 0)
+    return throw_errno(env, proto == IPPROTO_IPIP ? "socket(AF_INET6, SOCK_RAW, IPPROTO_IPIP)" : "socket(AF_INET6, SOCK_RAW, IPPROTO_ICMPV6)", errno);
   const char *what = NULL;
-  if (set_buf(fd, SO_RCVBUFFORCE, SO_RCVBUF, rcvbuf) != 0) what = "SO_RCVBUF";
+  if (proto == IPPROTO_ICMPV6) {
+    struct icmp6_filter f;
+    ICMP6_FILTER_SETBLOCKALL(&f);
+    if (setsockopt(fd, IPPROTO_ICMPV6, ICMP6_FILTER, &f, sizeof f) != 0) what = "ICMP6_FILTER";
+    else if (set_buf(fd, SO_SNDBUFFORCE, SO_SNDBUF, sndbuf) != 0) what = "SO_SNDBUF";
+  } else if (set_buf(fd, SO_RCVBUFFORCE, SO_RCVBUF, rcvbuf) != 0) what = "SO_RCVBUF";
   else if (set_buf(fd, SO_SNDBUFFORCE, SO_SNDBUF, sndbuf) != 0) what = "SO_SNDBUF";
   else if (set_int(fd, IPPROTO_IPV6, IPV6_RECVERR, 1) != 0) what = "IPV6_RECVERR";
   else if (set_int(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, 1) != 0) what = "IPV6_RECVPKTINFO";
