@@ -3,7 +3,10 @@
  * exposition; / points there; anything else is 404. A scrape that fails answers 500 with the
  * reason, and the daemon goes on forwarding. Both daemons use it.
  */
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Registry } from 'prom-client';
 import { formatHostPort, type HostPort } from './config/values.js';
 
@@ -49,4 +52,18 @@ export function serveMetrics(registry: Registry, listen: HostPort): Promise<Metr
       });
     });
   });
+}
+
+/** The project version, from the package.json above this file (source or dist). */
+export function packageVersion(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++, dir = dirname(dir)) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'aplus' && typeof pkg.version === 'string') return pkg.version;
+    } catch {
+      /* not here: one level up */
+    }
+  }
+  return 'unknown';
 }

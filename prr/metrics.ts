@@ -27,10 +27,8 @@
  * Not here yet: "ports active" (distinct ports seen in the last minute) needs a hook in the data
  * plane (prr/dataplane.ts), e.g. a two-generation bitmap per binding over its port-set index.
  */
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Counter, Gauge, Registry } from 'prom-client';
+import { packageVersion } from '../common/metrics-server.js';
 import { FIRST_USER_PORT, MAX_PORT } from '../common/portset.js';
 import { DROP_REASON_NAMES, G, type ReassemblyView } from './counters.js';
 import { poolRows, subscriberRows, TrafficScores, type PrrMetricsOptions, type PrrMetricsSource, type SubscriberRow } from './metrics-subscribers.js';
@@ -57,19 +55,6 @@ const ICMP = [
   ['prr_icmp_translated_total', 'ICMPv6 errors from the IPv6 core translated into ICMPv4 (RFC 2473 section 8)', G.icmp6_translated],
 ] as const;
 
-/** The project version, from the package.json above this file (source or dist). */
-export function packageVersion(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 4; i++, dir = dirname(dir)) {
-    try {
-      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'aplus' && typeof pkg.version === 'string') return pkg.version;
-    } catch {
-      /* not here: one level up */
-    }
-  }
-  return 'unknown';
-}
 
 /** The PRR's registry; every value is read when Prometheus scrapes. */
 export function prrRegistry(src: PrrMetricsSource, opts: PrrMetricsOptions): Registry {

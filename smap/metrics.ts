@@ -18,10 +18,8 @@
  *   smap_conntrack_up                     1 when the last conntrack read worked
  *   smap_build_info{version,node}
  */
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Counter, Gauge, Registry } from 'prom-client';
+import { packageVersion } from '../common/metrics-server.js';
 import type { PortSet } from '../common/portset.js';
 import { portUsage, SERVICES, type PortUsage } from './conntrack.js';
 import { DROP_REASON_NAMES, G, type SmapCounters } from './counters.js';
@@ -57,19 +55,6 @@ const SINGLE = [
   ['smap_tx_errors_total', 'Packets the kernel refused on send', G.tx_errors],
 ] as const;
 
-/** The project version, from the package.json above this file (source or dist). */
-export function packageVersion(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 4; i++, dir = dirname(dir)) {
-    try {
-      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'aplus' && typeof pkg.version === 'string') return pkg.version;
-    } catch {
-      /* not here: one level up */
-    }
-  }
-  return 'unknown';
-}
 
 export function smapRegistry(src: SmapMetricsSource, opts: SmapMetricsOptions = {}): Registry {
   const registry = new Registry();
