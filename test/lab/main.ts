@@ -55,6 +55,10 @@ async function main(): Promise<number> {
       ok &&= good;
       say(`lab: ${cpe.host.short} registered ${SHARED} ports ${st.ports}; ${cpe.lan.short} -> http://${INET}/ seen from ${seen}: ${good ? 'ok' : 'FAILED'}`);
     }
+    const list = await l.cli(l.prr, 'prr', ['subscribers', 'list', '--config', l.prrConfig]);
+    say('');
+    say('The PRR\'s bindings (prr subscribers list):');
+    for (const line of list.stdout.trimEnd().split('\n')) say(`  ${line}`);
     if (check) return ok ? 0 : 1;
     say('');
     say(`Two CPEs share ${SHARED} through the PRR. Try:`);
