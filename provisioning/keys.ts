@@ -43,10 +43,17 @@ export function sshFingerprint(publicBlob: Buffer): string {
 
 /** A new ed25519 key pair in OpenSSH formats. */
 export function generateEd25519(comment: string): OpenSshKeyPair {
-  const { privateKey } = generateKeyPairSync('ed25519');
-  const jwk = privateKey.export({ format: 'jwk' });
-  const seed = Buffer.from(jwk.d!, 'base64url');
-  const pub = Buffer.from(jwk.x!, 'base64url');
+  // DER straight out of the key generation job. Not KeyObject.export({ format: 'jwk' }): on Node 20
+  // that can deadlock when a GC during the export destroys the finished key-generation job, which
+  // takes the same mutex (seen here: the process hung in futex_wait under ExportJWKEdKey).
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519', {
+    privateKeyEncoding: { format: 'der', type: 'pkcs8' },
+    publicKeyEncoding: { format: 'der', type: 'spki' },
+  });
+  // PKCS#8 for Ed25519 is 16 bytes of prefix and the 32-byte seed; SPKI is 12 bytes and the key.
+  if (privateKey.length !== 48 || publicKey.length !== 44) throw new Error('unexpected Ed25519 DER encoding');
+  const seed = Buffer.from(privateKey.subarray(16));
+  const pub = Buffer.from(publicKey.subarray(12));
   const blob = ed25519PublicBlob(pub);
   const check = randomBytes(4);
   let priv = Buffer.concat([check, check, sshString(TYPE), sshString(pub), sshString(Buffer.concat([seed, pub])), sshString(comment)]);
