@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Registry } from 'prom-client';
+import { Counter, type Registry } from 'prom-client';
 import { formatHostPort, type HostPort } from './config/values.js';
 
 export interface MetricsServer {
@@ -66,4 +66,29 @@ export function packageVersion(): string {
     }
   }
   return 'unknown';
+}
+
+/**
+ * Two counters, packets and bytes by `direction`, read at scrape time from slots of a typed array:
+ * `directions` lists [direction, packets slot, bytes slot]. Both daemons export their traffic so.
+ */
+export function directionCounters(
+  registers: Registry[],
+  g: Float64Array,
+  directions: ReadonlyArray<readonly [string, number, number]>,
+  packets: { name: string; help: string },
+  bytes: { name: string; help: string },
+): void {
+  for (const [spec, slot] of [[packets, 1], [bytes, 2]] as const) {
+    new Counter({
+      name: spec.name,
+      help: spec.help,
+      labelNames: ['direction'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const d of directions) this.inc({ direction: d[0] }, g[d[slot]]!);
+      },
+    });
+  }
 }

@@ -28,7 +28,7 @@
  * plane (prr/dataplane.ts), e.g. a two-generation bitmap per binding over its port-set index.
  */
 import { Counter, Gauge, Registry } from 'prom-client';
-import { packageVersion } from '../common/metrics-server.js';
+import { directionCounters, packageVersion } from '../common/metrics-server.js';
 import { FIRST_USER_PORT, MAX_PORT } from '../common/portset.js';
 import { DROP_REASON_NAMES, G, type ReassemblyView } from './counters.js';
 import { poolRows, subscriberRows, TrafficScores, type PrrMetricsOptions, type PrrMetricsSource, type SubscriberRow } from './metrics-subscribers.js';
@@ -64,26 +64,7 @@ export function prrRegistry(src: PrrMetricsSource, opts: PrrMetricsOptions): Reg
   const now = opts.now ?? Date.now;
   const g = counters.global;
 
-  new Counter({
-    name: 'prr_packets_total',
-    help: 'IPv4 packets handled, by direction (from_internet, to_internet, from_cpe, to_cpe, hairpin)',
-    labelNames: ['direction'] as const,
-    registers,
-    collect() {
-      this.reset();
-      for (const [direction, p] of DIRECTIONS) this.inc({ direction }, g[p]!);
-    },
-  });
-  new Counter({
-    name: 'prr_bytes_total',
-    help: 'IPv4 bytes handled, by direction (from_internet, to_internet, from_cpe, to_cpe, hairpin)',
-    labelNames: ['direction'] as const,
-    registers,
-    collect() {
-      this.reset();
-      for (const [direction, , b] of DIRECTIONS) this.inc({ direction }, g[b]!);
-    },
-  });
+  directionCounters(registers, g, DIRECTIONS, { name: 'prr_packets_total', help: 'IPv4 packets handled, by direction (from_internet, to_internet, from_cpe, to_cpe, hairpin)' }, { name: 'prr_bytes_total', help: 'IPv4 bytes handled, by direction (from_internet, to_internet, from_cpe, to_cpe, hairpin)' });
   new Counter({
     name: 'prr_drops_total',
     help: 'Packets dropped, by the side they came from (internet, tunnel) and reason',

@@ -19,7 +19,7 @@
  *   smap_build_info{version,node}
  */
 import { Counter, Gauge, Registry } from 'prom-client';
-import { packageVersion } from '../common/metrics-server.js';
+import { directionCounters, packageVersion } from '../common/metrics-server.js';
 import type { PortSet } from '../common/portset.js';
 import { portUsage, SERVICES, type PortUsage } from './conntrack.js';
 import { DROP_REASON_NAMES, G, type SmapCounters } from './counters.js';
@@ -147,26 +147,7 @@ export function smapRegistry(src: SmapMetricsSource, opts: SmapMetricsOptions = 
   });
 
   // ---- counters --------------------------------------------------------------------------------
-  new Counter({
-    name: 'smap_tunnel_packets_total',
-    help: 'IPv4 packets, by direction (from_lan, to_prr, from_tunnel, to_lan)',
-    labelNames: ['direction'] as const,
-    registers,
-    collect() {
-      this.reset();
-      for (const [direction, p] of DIRECTIONS) this.inc({ direction }, g[p]!);
-    },
-  });
-  new Counter({
-    name: 'smap_tunnel_bytes_total',
-    help: 'IPv4 bytes, by direction (from_lan, to_prr, from_tunnel, to_lan)',
-    labelNames: ['direction'] as const,
-    registers,
-    collect() {
-      this.reset();
-      for (const [direction, , b] of DIRECTIONS) this.inc({ direction }, g[b]!);
-    },
-  });
+  directionCounters(registers, g, DIRECTIONS, { name: 'smap_tunnel_packets_total', help: 'IPv4 packets, by direction (from_lan, to_prr, from_tunnel, to_lan)' }, { name: 'smap_tunnel_bytes_total', help: 'IPv4 bytes, by direction (from_lan, to_prr, from_tunnel, to_lan)' });
   new Counter({
     name: 'smap_drops_total',
     help: 'Packets dropped, by the side they came from (lan: toward the PRR; tunnel: from it) and reason',
