@@ -67,9 +67,13 @@ t.test('IPv4 through TUN -> raw IPv6 proto 4 -> TUN, both ways', { skip: labUnav
   t.ok(gwa !== null && gwb !== null, 'both forwarders reported their counters');
   // 10 MB in segments of at most 1420 bytes: at least 7384 packets each way through the tunnel.
   t.ok(gwa!.tun['rxPackets']! > 7300, `gwa read the transfer from its TUN (${gwa!.tun['rxPackets']})`);
-  t.ok(gwa!.tunnel['txPackets']! >= gwa!.tun['rxPackets']!, `gwa sent all of it into the tunnel (${gwa!.tunnel['txPackets']})`);
+  // Every packet read is sent or counted as dropped: on a loaded machine a queue can be full for
+  // a moment (TCP retransmits), and that must show in the counters, never vanish.
+  const handled = (s: Record<string, number>): number => s['txPackets']! + s['txEagain']! + s['txErrors']! + s['txEmsgsize']!;
+  t.ok(handled(gwa!.tunnel) >= gwa!.tun['rxPackets']!, `gwa sent or counted all of it into the tunnel (${gwa!.tunnel['txPackets']} sent)`);
   t.ok(gwb!.tunnel['rxPackets']! > 7300, `gwb received the transfer through the tunnel (${gwb!.tunnel['rxPackets']})`);
-  t.ok(gwb!.tun['txPackets']! >= gwb!.tunnel['rxPackets']!, `gwb wrote all of it to its TUN (${gwb!.tun['txPackets']})`);
+  t.ok(handled(gwb!.tun) >= gwb!.tunnel['rxPackets']!, `gwb wrote or counted all of it to its TUN (${gwb!.tun['txPackets']} written)`);
+  t.ok(gwb!.tun['txPackets']! > 7300, `gwb wrote the transfer to its TUN (${gwb!.tun['txPackets']})`);
   t.ok(gwa!.tunnel['rxPackets']! > 0, `gwa received the ACKs through the tunnel (${gwa!.tunnel['rxPackets']})`);
   t.equal(gwa!.rejected + gwb!.rejected, 0, 'no packet from a stranger');
 });
