@@ -3,7 +3,8 @@
  *
  *   dist-bundle/smap.mjs           the agent and every JS dependency, minified (esbuild-wasm:
  *                                  platform-independent, no prebuilt native binary downloaded)
- *   dist-bundle/aplus_native.node  the project's addon, found beside the bundle (common/native)
+ *   dist-bundle/aplus_native.node  the project's addon, found beside the bundle (common/native);
+ *                                  `--no-addon` leaves it out (a cross build compiles its own)
  *   dist-bundle/package.json       name and version only (`smap --version`, metrics info)
  *
  * Left out on purpose: better-sqlite3 (the PRR's store; the agent never imports it, and the build
@@ -37,13 +38,14 @@ const FORBIDDEN = [/node_modules\/better-sqlite3\//, /(^|\/)prr\//];
 export interface BundleResult {
   dir: string;
   bundle: string;
-  addon: string;
+  /** Absent with `addon: false` (the OpenWrt Makefile cross-compiles it for the target). */
+  addon: string | undefined;
   /** The bundle's inputs (paths relative to the repository). */
   inputs: string[];
 }
 
 /** Builds the bundle into `outDir` (default `<repo>/dist-bundle`), replacing what was there. */
-export async function bundleSmap(outDir?: string): Promise<BundleResult> {
+export async function bundleSmap(outDir?: string, o: { addon?: boolean } = {}): Promise<BundleResult> {
   const root = repoRoot();
   const dir = outDir ?? path.join(root, 'dist-bundle');
   rmSync(dir, { recursive: true, force: true });
@@ -72,16 +74,18 @@ export async function bundleSmap(outDir?: string): Promise<BundleResult> {
   const inputs = Object.keys(res.metafile.inputs);
   const bad = inputs.find((i) => FORBIDDEN.some((re) => re.test(i)));
   if (bad !== undefined) throw new Error(`bundle: ${bad} must not be in the SMAP bundle`);
-  const addon = path.join(dir, ADDON_FILE);
-  copyFileSync(path.join(root, 'common/native/build/Release', ADDON_FILE), addon);
+  const addon = o.addon === false ? undefined : path.join(dir, ADDON_FILE);
+  if (addon !== undefined) copyFileSync(path.join(root, 'common/native/build/Release', ADDON_FILE), addon);
   const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { name: string; version: string; license: string };
   writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: pkg.name, version: pkg.version, license: pkg.license, private: true }, null, 2) + '\n');
   return { dir, bundle, addon, inputs };
 }
 
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {
-  bundleSmap(process.argv[2]).then(
-    (r) => process.stdout.write(`bundle: ${r.bundle} (${r.inputs.length} modules) and ${r.addon}\n`),
+  // node dist/provisioning/bundle.js [OUT_DIR] [--no-addon]
+  const args = process.argv.slice(2);
+  bundleSmap(args.find((a) => !a.startsWith('--')), { addon: !args.includes('--no-addon') }).then(
+    (r) => process.stdout.write(`bundle: ${r.bundle} (${r.inputs.length} modules)${r.addon !== undefined ? ` and ${r.addon}` : ', no addon'}\n`),
     (err: unknown) => {
       process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
       process.exit(1);

@@ -5,12 +5,14 @@
  * static).
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { bundleSmap, type BundleResult } from '../../provisioning/bundle.js';
 import { labUnavailableReason, waitFor } from '../lab/lab.js';
+import type { SmapStatus } from '../../smap/daemon.js';
+import { REPO_ROOT } from '../lab/paths.js';
 import { buildSmapLab, INET, SHARED } from '../lab/smap-topology.js';
 
 function run(cwd: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -30,7 +32,7 @@ t.before(async () => {
 
 t.test('the bundle holds the agent and no PRR code', async (t) => {
   const b = built!;
-  t.ok(existsSync(b.bundle) && existsSync(b.addon), 'smap.mjs and aplus_native.node are written');
+  t.ok(existsSync(b.bundle) && b.addon !== undefined && existsSync(b.addon), 'smap.mjs and aplus_native.node are written');
   t.ok(b.inputs.some((i) => i.includes('node_modules/ssh2/')), 'ssh2 is inside');
   t.notOk(b.inputs.some((i) => i.includes('better-sqlite3')), 'better-sqlite3 (PRR only) is not');
   t.notOk(b.inputs.some((i) => /^prr\//.test(i)), 'no module of prr/');
@@ -64,6 +66,11 @@ t.test('the bundle runs without node_modules: help, check-config, a bad config e
 t.test('the bundled agent forwards in the SMAP lab, registered over SSH and static', { skip: labUnavailableReason(), timeout: 180_000 }, async (t) => {
   const l = await buildSmapLab('pkgbundle', [{ ports: '', register: {} }, { ports: '20000-20009' }]);
   t.teardown(() => l.destroy());
+  // [tunnel] mtu_hook (OpenWrt's dhcp-mtu): here a script that records what the agent gives it.
+  const hookOut = join(l.dir, 'hook.out');
+  const hook = join(l.dir, 'hook.sh');
+  writeFileSync(hook, `#!/bin/sh\necho "$@" >>${hookOut}\n`, { mode: 0o755 });
+  for (const cpe of l.cpes) writeFileSync(cpe.config, readFileSync(cpe.config, 'utf8').replace('[tunnel]\n', `[tunnel]\nmtu_hook = ${hook}\n`));
   for (const cpe of l.cpes) l.startAgent(cpe, built!.bundle);
   for (const cpe of l.cpes) await l.agentRunning(cpe);
   for (const [i, cpe] of l.cpes.entries()) {
@@ -77,4 +84,28 @@ t.test('the bundled agent forwards in the SMAP lab, registered over SSH and stat
     if (i === 1) t.ok(port >= 20000 && port <= 20009, `inside the static set: ${port}`);
   }
   t.match(l.cpes[0].log(), /registered as cpe1/, 'CPE 1 took its binding from the PRR');
+  t.same(readFileSync(hookOut, 'utf8').trim().split('\n'), ['1460', '1460'], 'each agent ran mtu_hook with its tunnel MTU (WAN 1500 - 40)');
+
+  // OpenWrt's hotplug on WAN up: the real script, with /etc/init.d/smap's `register` (procd's
+  // SIGHUP) done by kill: the registered agent registers again at once.
+  const cpe1 = l.cpes[0];
+  const expires = async (): Promise<string | null | undefined> => {
+    const r = await l.cli(cpe1.host, 'smap', ['status', '--config', cpe1.config, '--json']);
+    return r.code === 0 ? (JSON.parse(r.stdout) as SmapStatus).registration?.expires_at : undefined;
+  };
+  const before = await expires();
+  t.type(before, 'string', 'CPE 1 holds a lease');
+  const init = join(l.dir, 'init-smap');
+  writeFileSync(init, `#!/bin/sh\n[ "$1" = register ] && kill -HUP ${cpe1.agent!.pid}\n`, { mode: 0o755 });
+  const hp = await cpe1.host.exec('env', ['ACTION=ifupdate', 'INTERFACE=wan6', 'DEVICE=wan', `SMAP_INI=${cpe1.config}`, `SMAP_INIT=${init}`,
+    'busybox', 'ash', join(REPO_ROOT, 'provisioning/openwrt/files/smap.hotplug')]);
+  t.equal(hp.code, 0, hp.stderr);
+  const after = await waitFor('a new lease after the hotplug', async () => {
+    const e = await expires();
+    return e !== undefined && e !== before ? e : undefined;
+  }, 30_000, 200);
+  t.ok(after !== null && after! > before!, `registered again: lease now expires ${after}`);
+  t.match(cpe1.log(), /reload: registering again as 2001:db8:1::2/);
+  const body = await cpe1.lan.exec('curl', ['-sS', '--max-time', '5', `http://${INET}/`]);
+  t.match(body.stdout, /^192\.0\.2\.100:\d+\n$/, 'and keeps forwarding');
 });
