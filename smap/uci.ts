@@ -24,8 +24,8 @@ import { parseUci, uciBool, uciToIni } from '../common/config/uci.js';
 import { ConfigError } from '../common/errors.js';
 
 export const DEFAULT_UCI = '/etc/config/smap';
-/** Under /var (tmpfs on OpenWrt): written at every start, never on flash. */
-export const DEFAULT_UCI_INI = '/var/etc/smap.ini';
+/** Where `smap run` and `smap status` look by default; rewritten only when it changes (flash). */
+export const DEFAULT_UCI_INI = '/etc/smap/smap.ini';
 
 export interface SmapUci {
   /** smap.ini text, compact, with a header saying where it came from. */
@@ -47,6 +47,22 @@ export function smapIniFromUci(text: string, file: string): SmapUci {
   return { ini: `; Written by \`smap uci-to-ini\` from ${file} at start: edit that file (uci), not this one.\n${body.join('\n')}\n`, enabled };
 }
 
+/** Atomic (temporary file, rename), and nothing at all when the text is the same: /etc is flash. */
+function writeIfChanged(file: string, text: string): void {
+  try {
+    if (readFileSync(file, 'utf8') === text) return;
+  } catch {
+    /* first start: no file yet */
+  }
+  try {
+    mkdirSync(path.dirname(file), { recursive: true });
+    writeFileSync(`${file}.tmp`, text, { mode: 0o644 });
+    renameSync(`${file}.tmp`, file);
+  } catch (err) {
+    throw new ConfigError(`cannot write: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { file });
+  }
+}
+
 /** `smap uci-to-ini [--uci FILE] [--out FILE]`: write the INI, print "enabled" or "disabled". */
 export function uciToIniVerb(program: Command, io: CliIo): void {
   program
@@ -62,14 +78,7 @@ export function uciToIniVerb(program: Command, io: CliIo): void {
         throw new ConfigError(`cannot read UCI config: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { file: opts.uci });
       }
       const r = smapIniFromUci(text, opts.uci);
-      try {
-        mkdirSync(path.dirname(opts.out), { recursive: true });
-        const tmp = `${opts.out}.tmp`;
-        writeFileSync(tmp, r.ini, { mode: 0o644 });
-        renameSync(tmp, opts.out);
-      } catch (err) {
-        throw new ConfigError(`cannot write: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { file: opts.out });
-      }
+      writeIfChanged(opts.out, r.ini);
       io.out(r.enabled ? 'enabled\n' : 'disabled\n');
     });
 }

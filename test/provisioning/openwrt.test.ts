@@ -148,6 +148,14 @@ t.test('init script: start_service converts /etc/config/smap and starts the agen
   t.equal(check.code, 0, check.stderr);
   t.match(check.stdout, /registration with \[2001:db8:ffff::1\]:2222, wan wan, lan br-lan 192\.168\.1\.0\/24/, 'the agent accepts the written smap.ini');
 
+  const inode = statSync(ok.ini).ino;
+  const again = await initScript('start_service', provisioned);
+  t.equal(again.code, 0, again.stderr);
+  t.equal(statSync(again.ini).ino, inode, 'an unchanged config is not written again (flash)');
+  const changed = await initScript('start_service', provisioned.replace("option log_level 'info'", "option log_level 'debug'"));
+  t.equal(changed.code, 0, changed.stderr);
+  t.match(readFileSync(changed.ini, 'utf8'), /^log_level = "debug"$/m, 'a changed one is');
+
   const off = await initScript('start_service', provisioned.replace("option enabled '1'", "option enabled '0'"));
   t.equal(off.code, 0);
   t.equal(off.procd, '', 'disabled: no instance');
