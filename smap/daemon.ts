@@ -21,7 +21,7 @@
  * SIGHUP; a new WAN address registers again at once; while the PRR is unreachable the client
  * backs off and the last binding keeps forwarding.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type net from 'node:net';
@@ -66,6 +66,8 @@ export interface SmapIo {
   removeFile(file: string): void;
   /** Call onEvent after IPv6 address changes; returns a stop function. */
   monitorAddresses(onEvent: () => void): () => void;
+  /** Run an executable (`[tunnel] mtu_hook`); rejects with its first error line. */
+  runHook?(file: string, args: string[]): Promise<void>;
 }
 
 export interface SmapStatus {
@@ -257,6 +259,12 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
       io.writeFile(snippet, `# Written by smap: the LAN's MTU is the tunnel MTU (DHCP option 26).\ndhcp-option=option:mtu,${mtu}\n`);
       snippetWritten = true;
     }
+    // OpenWrt: the hook sets dnsmasq's option 26 through UCI (provisioning/openwrt/files/dhcp-mtu).
+    const hook = cfg.tunnel.mtu_hook;
+    if (hook !== undefined && io.runHook !== undefined) {
+      const m = String(mtu);
+      io.runHook(hook, [m]).then(() => log.info(`${hook} ${m}: the LAN's DHCP MTU is ${m}`), (err: Error) => log.warn(`${file} [tunnel] mtu_hook: ${err.message}`));
+    }
   };
 
   const bringUp = (): void => {
@@ -423,7 +431,12 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
     },
     reload() {
       if (registering) {
-        log.info(`reload: the binding comes from registration; nothing to re-read`);
+        // SIGHUP with [registration] (OpenWrt's hotplug on WAN up): register again now.
+        if (client === undefined) return false;
+        const was = wan;
+        if (configuredWan === undefined) follow(); // a new address registers by itself
+        if (wan === was) void client.setIpv6(wan!);
+        log.info(`reload: registering again as ${wan}`);
         return false;
       }
       const next = staticBinding(loadSmapConfig(file), file);
@@ -506,5 +519,13 @@ export function systemIo(openTun: SmapIo['openTun'], openTunnel: SmapIo['openTun
     },
     removeFile: (file) => rmSync(file, { force: true }),
     monitorAddresses: (onEvent) => monitorAddresses(onEvent),
+    runHook: (file, args) =>
+      new Promise((resolve, reject) => {
+        execFile(file, args, { timeout: 30_000 }, (err, _out, stderr) => {
+          if (err === null) return resolve();
+          const line = String(stderr).trim().split('\n').find((l) => l.trim() !== '') ?? err.message;
+          reject(new NativeError(`${file} ${args.join(' ')}: ${line.trim()}`));
+        });
+      }),
   };
 }

@@ -36,6 +36,8 @@ const sections = {
     mtu: s.autoInt({ min: s.MTU_MIN, max: s.MTU_MAX, default: 'auto' }),
     /** A dnsmasq config snippet the agent writes: DHCP option 26 (interface MTU) = the tunnel MTU. */
     dnsmasq_snippet: s.filePath(),
+    /** An executable run with the tunnel MTU whenever it is set (OpenWrt: sets option 26 through UCI). */
+    mtu_hook: s.filePath(),
   },
   static: {
     shared_ipv4: s.ipv4(),

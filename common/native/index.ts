@@ -58,6 +58,8 @@ interface Addon {
 const BUILT = fileURLToPath(new URL('./build/Release/aplus_native.node', import.meta.url));
 // From the compiled dist/common/native/index.js, the addon stays in the source tree.
 const BUILT_FROM_DIST = fileURLToPath(new URL('../../../common/native/build/Release/aplus_native.node', import.meta.url));
+// A bundled agent (provisioning/bundle.ts, the OpenWrt package) carries the addon beside itself.
+const BESIDE_BUNDLE = fileURLToPath(new URL('./aplus_native.node', import.meta.url));
 
 let addon: Addon | undefined;
 
@@ -65,7 +67,7 @@ let addon: Addon | undefined;
 function native(): Addon {
   if (addon !== undefined) return addon;
   const override = process.env['APLUS_NATIVE_ADDON'];
-  const file = override ?? [BUILT, BUILT_FROM_DIST].find((f) => existsSync(f));
+  const file = override ?? [BESIDE_BUNDLE, BUILT, BUILT_FROM_DIST].find((f) => existsSync(f));
   if (file === undefined || !existsSync(file)) {
     throw new NativeError(
       `native addon missing: ${override ?? BUILT} does not exist; ` +

@@ -122,8 +122,9 @@ export interface SmapLab {
   registration?: { hostKeyFingerprint: string; defaultPorts: number };
   /** Stop the PRR (SIGTERM, waiting for it to exit) and start it again with the same config. */
   restartPrr(): Promise<void>;
-  /** Start a CPE's agent (not waiting for it). */
-  startAgent(cpe: Cpe): void;
+  /** Start a CPE's agent (not waiting for it): `script` is its entry, dist/smap/cli.js unless
+   * given (a bundle's smap.mjs, provisioning/bundle.ts). */
+  startAgent(cpe: Cpe, script?: string): void;
   /** Resolves when the CPE's agent has printed `smap: running`. */
   agentRunning(cpe: Cpe): Promise<void>;
   /** Start dnsmasq (DHCP only) on the CPE's LAN with the snippet its agent wrote. */
@@ -251,8 +252,8 @@ export async function buildSmapLab(tag: string, specs: [CpeSpec, CpeSpec]): Prom
         prrd = await startPrr();
       },
       addWan: (cpe) => cpe.host.addAddress('wan', `${cpe.wan6}/64`),
-      startAgent(cpe) {
-        const child = cpe.host.spawn(process.execPath, [distPath('smap/cli.js'), 'run', '--config', cpe.config], { stdio: ['ignore', 'pipe', 'pipe'] });
+      startAgent(cpe, script) {
+        const child = cpe.host.spawn(process.execPath, [script ?? distPath('smap/cli.js'), 'run', '--config', cpe.config], { stdio: ['ignore', 'pipe', 'pipe'] });
         cpe.agent = child;
         cpe.log = collect(child);
       },
