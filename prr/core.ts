@@ -111,6 +111,17 @@ export interface CoreOptions {
   icmpTtl?: number;
   /** The IPv4 MTU of the tunnel when a binding has learned none (default internal.mtu - 40). */
   tunnelMtu?: number;
+  /** How long a path MTU learnt from Packet Too Big holds, in ms ([tunnel] pmtu_timeout; default 10 minutes). */
+  pmtuTimeoutMs?: number;
+  /** Told when a binding's learnt MTU expires and the full tunnel MTU is tried again (for the log). */
+  onPmtuRaised?: (binding: number, mtu: number) => void;
+}
+
+/** A path MTU learnt from Packet Too Big: until when it holds, the MTU set, the one it replaced. */
+interface LearntMtu {
+  until: number;
+  mtu: number;
+  prev: number;
 }
 
 /** A token bucket: `packets` per `seconds`. */
@@ -145,10 +156,14 @@ export interface CoreEvents {
   /** ICMPv6 errors made for CPEs (Destination Unreachable 5), and those the rate limit held back. */
   icmp6Generated: number;
   icmp6RateLimited: number;
+  /** ICMPv4 Fragmentation Needed made (a subset of icmpGenerated). */
+  fragNeeded: number;
+  /** Learnt path MTUs that expired: the binding is back at its full tunnel MTU (RFC 8201 §4). */
+  pmtuRaised: number;
 }
 
 export class PrrCore {
-  readonly events: CoreEvents = { icmpGenerated: 0, icmpRateLimited: 0, icmpSuppressed: 0, icmpRelayed: 0, icmp6Translated: 0, icmp6Generated: 0, icmp6RateLimited: 0 };
+  readonly events: CoreEvents = { icmpGenerated: 0, icmpRateLimited: 0, icmpSuppressed: 0, icmpRelayed: 0, icmp6Translated: 0, icmp6Generated: 0, icmp6RateLimited: 0, fragNeeded: 0, pmtuRaised: 0 };
   private readonly ip: Ipv4Header = newIpv4Header();
   private readonly q: Ipv4Header = newIpv4Header();
   private readonly h6: Ipv6Header = newIpv6Header();
@@ -159,6 +174,19 @@ export class PrrCore {
   private readonly defaultMtu: number;
   private readonly limit4: RateLimit;
   private readonly limit6: RateLimit;
+  private readonly now: () => number;
+  private readonly pmtuTimeoutMs: number;
+  private readonly onPmtuRaised: ((binding: number, mtu: number) => void) | undefined;
+  /**
+   * The bindings whose MTU a Packet Too Big lowered. Checked lazily, when a packet goes to one of
+   * them (a binding with no learnt MTU costs nothing; no timer per binding): once the entry has
+   * expired the binding gets its full MTU back, and the next large packet is the probe (RFC 8201
+   * §4). The kernel keeps its own path MTU per destination for net.ipv6.route.mtu_expires (600 s
+   * by default, like pmtu_timeout): while it is lower, the kernel fragments the IPv6 packet
+   * instead of sending it whole, so nothing is lost, and the next Packet Too Big comes once the
+   * kernel has forgotten too.
+   */
+  private readonly learnt = new Map<number, LearntMtu>();
   /** IPv4 reassembly, before the port lookup (RFC 6333 §6.3): fragments from the Internet, and from CPEs. */
   readonly reasm4: Ipv4Reassembler;
   readonly reasm6: Ipv4Reassembler;
@@ -175,6 +203,9 @@ export class PrrCore {
     this.icmpTtl = opts.icmpTtl ?? 64;
     this.defaultMtu = opts.tunnelMtu ?? policy.internal.mtu - TUNNEL_OVERHEAD;
     const now = opts.now ?? (() => performance.now());
+    this.now = now;
+    this.pmtuTimeoutMs = opts.pmtuTimeoutMs ?? 600_000;
+    this.onPmtuRaised = opts.onPmtuRaised;
     this.limit4 = new RateLimit(policy.external, now);
     const limits = (side: SidePolicy): { maxPackets: number; maxFragmentsPerPacket: number; timeoutMs: number } => ({
       maxPackets: side.reassembly.maxPackets,
@@ -188,8 +219,42 @@ export class PrrCore {
 
   /** The IPv4 MTU of the tunnel toward binding `id`: its learned path MTU, else the policy's. */
   tunnelMtu(id: number): number {
-    const m = this.table.mtuOf(id);
+    let m = this.table.mtuOf(id);
+    if (m > 0 && this.learnt.size > 0) m = this.expireMtu(id, m);
     return m > 0 ? m : this.defaultMtu;
+  }
+
+  /** How many bindings hold a path MTU learnt from Packet Too Big (not yet expired or checked). */
+  get learntMtus(): number {
+    return this.learnt.size;
+  }
+
+  /** Binding `id` has MTU `m` (> 0): when it is a learnt one that has expired, restore the one before. */
+  private expireMtu(id: number, m: number): number {
+    const l = this.learnt.get(id);
+    if (l === undefined || this.now() < l.until) return m;
+    this.learnt.delete(id);
+    if (l.mtu !== m) return m; // the id holds another binding since (released, reused)
+    this.table.setMtu(id, l.prev);
+    this.events.pmtuRaised++;
+    const full = l.prev > 0 ? l.prev : this.defaultMtu;
+    this.onPmtuRaised?.(id, full);
+    return full;
+  }
+
+  /** A Packet Too Big says binding `id`'s path carries `mtu` bytes of IPv4: lower, or refresh the timer. */
+  private learnMtu(id: number, mtu: number, v: Verdict): void {
+    const cur = this.tunnelMtu(id);
+    if (mtu > cur) return;
+    const l = this.learnt.get(id);
+    const until = this.now() + this.pmtuTimeoutMs;
+    if (mtu === cur) {
+      if (l !== undefined) l.until = until; // RFC 8201 §4: the timer runs from the latest Packet Too Big
+      return;
+    }
+    this.learnt.set(id, { until, mtu, prev: l?.prev ?? this.table.mtuOf(id) });
+    this.table.setMtu(id, mtu);
+    v.pmtuLowered = id;
   }
 
   // ---- IPv4 from the Internet --------------------------------------------------------------
@@ -326,11 +391,7 @@ export class PrrCore {
     let rest = 0;
     if (type === ICMP6_PACKET_TOO_BIG) {
       const mtu = Math.max(IPV6_MIN_MTU, info) - TUNNEL_OVERHEAD; // RFC 8201 §4: never below 1280
-      const id = this.table.lookupPort(ip.dst, this.port);
-      if (mtu < this.tunnelMtu(id)) {
-        this.table.setMtu(id, mtu);
-        v.pmtuLowered = id;
-      }
+      this.learnMtu(this.table.lookupPort(ip.dst, this.port), mtu, v);
       // Without DF the next packets are fragmented for the smaller MTU; nothing to tell.
       if (!ip.df) return drop(v, Drop.icmp_not_for_us);
       icmpCode = ICMP4_UNREACH_FRAG_NEEDED;
@@ -401,7 +462,7 @@ export class PrrCore {
     }
     const n = buildIcmp4Error(this.scratch, 0, this.policy.ipv4, ip.src, this.icmpTtl, type, code, rest, buf, off, end - off);
     if (n < 0) return;
-    this.events.icmpGenerated++;
+    this.countGenerated(type, code);
     v.action = Action.ToInternet;
     v.generated = true;
     v.foreign = true;
@@ -422,7 +483,7 @@ export class PrrCore {
     }
     const n = buildIcmp4Error(this.scratch, 0, this.policy.ipv4, ip.src, this.icmpTtl, type, code, rest, buf, off, end - off);
     if (n < 0) return;
-    this.events.icmpGenerated++;
+    this.countGenerated(type, code);
     v.action = Action.ToCpe;
     v.to = to;
     v.generated = true;
@@ -465,6 +526,11 @@ export class PrrCore {
     v.ip6 = s;
     v.ip6Off = 0;
     setPacket(v, s, IPV6_HLEN, n - IPV6_HLEN);
+  }
+
+  private countGenerated(type: number, code: number): void {
+    this.events.icmpGenerated++;
+    if (type === ICMP4_DEST_UNREACH && code === ICMP4_UNREACH_FRAG_NEEDED) this.events.fragNeeded++;
   }
 
   /** RFC 1812 §4.3.2.7: no ICMP error about an ICMP error, a non-first fragment, or to a non-unicast source. */

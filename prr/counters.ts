@@ -57,6 +57,8 @@ export const GLOBAL_NAMES = [
   'icmp6_generated', // ICMPv6 Destination Unreachable 5 sent to CPEs whose packet failed source validation
   'icmp6_rate_limited', // those not sent because of the internal side's rate limit
   'pmtu_lowered', // a binding's tunnel MTU lowered by a Packet Too Big
+  'pmtu_raised', // a lowered tunnel MTU back to the full one after [tunnel] pmtu_timeout (RFC 8201 §4)
+  'frag_needed_sent', // ICMPv4 Fragmentation Needed sent (to the Internet or a CPE), a subset of icmp4_generated
   'tx_errors', // sends the kernel refused
 ] as const;
 

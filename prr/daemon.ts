@@ -12,6 +12,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import type net from 'node:net';
+import { PMTU_TIMEOUT_RFC_MIN } from '../common/config/schema.js';
 import { formatHostPort } from '../common/config/values.js';
 import { ConfigError, NativeError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
@@ -136,7 +137,14 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
     throw err;
   }
 
-  const core = new PrrCore(table, model.policy, { tunnelMtu: model.tunnelMtu });
+  if (model.pmtuTimeout < PMTU_TIMEOUT_RFC_MIN) {
+    log.warn(`${model.file} [tunnel] pmtu_timeout = ${model.pmtuTimeout} s is under the 5 minutes of RFC 8201 §4: for labs only`);
+  }
+  const core = new PrrCore(table, model.policy, {
+    tunnelMtu: model.tunnelMtu,
+    pmtuTimeoutMs: model.pmtuTimeout * 1000,
+    onPmtuRaised: (id, mtu) => log.info(`path MTU toward ${table.subscriberOf(id)}: ${model.pmtuTimeout} s since the last Packet Too Big, trying tunnel MTU ${mtu} again`),
+  });
   const dataplane = new PrrDataplane(core, counters, tun, tunnel, {
     log,
     onPmtu: (id, mtu) => log.info(`path MTU toward ${table.subscriberOf(id)} lowered: tunnel MTU ${mtu}`),

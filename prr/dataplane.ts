@@ -279,7 +279,9 @@ export class PrrDataplane {
     g[G.icmp6_translated] += e.icmp6Translated;
     g[G.icmp6_generated] += e.icmp6Generated;
     g[G.icmp6_rate_limited] += e.icmp6RateLimited;
+    g[G.frag_needed_sent] += e.fragNeeded;
+    g[G.pmtu_raised] += e.pmtuRaised;
     e.icmpGenerated = e.icmpRateLimited = e.icmpSuppressed = e.icmpRelayed = e.icmp6Translated = 0;
-    e.icmp6Generated = e.icmp6RateLimited = 0;
+    e.icmp6Generated = e.icmp6RateLimited = e.fragNeeded = e.pmtuRaised = 0;
   }
 }

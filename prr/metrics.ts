@@ -7,7 +7,8 @@
  *   prr_drops_total{side,reason}           side = internet | tunnel (where the packet came from);
  *                                          every reason of DROP_REASON_NAMES and the reassembly's
  *   prr_icmp_{generated,rate_limited,policy_suppressed,relayed,translated}_total
- *   prr_tx_errors_total, prr_pmtu_lowered_total
+ *   prr_icmp_frag_needed_total             Fragmentation Needed among the generated ones
+ *   prr_tx_errors_total, prr_pmtu_lowered_total, prr_pmtu_raised_total (per-CPE path MTU events)
  *   prr_reassembly_{fragments,reassembled}_total{side}, prr_reassembly_{in_progress,fragments_held}{side},
  *   prr_reassembly_held_bytes{side}
  *   prr_bindings, prr_binding_table_bytes, prr_build_info{version,node}
@@ -53,6 +54,9 @@ const ICMP = [
   ['prr_icmp_policy_suppressed_total', 'ICMPv4 errors not sent because generate_icmp_errors is off', G.icmp4_policy_suppressed],
   ['prr_icmp_relayed_total', 'ICMPv4 errors from the Internet relayed to a CPE by the quoted port', G.icmp_relayed],
   ['prr_icmp_translated_total', 'ICMPv6 errors from the IPv6 core translated into ICMPv4 (RFC 2473 section 8)', G.icmp6_translated],
+  ['prr_icmp_frag_needed_total', 'ICMPv4 Fragmentation Needed the PRR sent (packet with DF over the tunnel MTU of its CPE)', G.frag_needed_sent],
+  ['prr_pmtu_lowered_total', "Times a binding's tunnel MTU was lowered by an ICMPv6 Packet Too Big", G.pmtu_lowered],
+  ['prr_pmtu_raised_total', "Times a lowered tunnel MTU went back to the full one after [tunnel] pmtu_timeout (RFC 8201)", G.pmtu_raised],
 ] as const;
 
 
@@ -101,15 +105,6 @@ export function prrRegistry(src: PrrMetricsSource, opts: PrrMetricsOptions): Reg
     collect() {
       this.reset();
       this.inc(g[G.tx_errors]!);
-    },
-  });
-  new Counter({
-    name: 'prr_pmtu_lowered_total',
-    help: "Times a binding's tunnel MTU was lowered by an ICMPv6 Packet Too Big",
-    registers,
-    collect() {
-      this.reset();
-      this.inc(g[G.pmtu_lowered]!);
     },
   });
 

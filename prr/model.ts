@@ -40,6 +40,8 @@ export interface PrrModel {
   pools: Ipv4Prefix[];
   /** The IPv4 MTU inside the tunnel, resolved: `[tunnel] mtu`, or `[internal] mtu` - 40. */
   tunnelMtu: number;
+  /** Seconds a per-CPE path MTU learnt from Packet Too Big holds ([tunnel] pmtu_timeout). */
+  pmtuTimeout: number;
   /** Whether port sets may include 0-1023 (registration hands out none either way unless true). */
   allowSystemPorts: boolean;
   controlSocket: string;
@@ -103,6 +105,7 @@ export function modelFromConfig(cfg: PrrConfig, source: ConfigSource, file: stri
     tun: cfg.prr.tun,
     pools: cfg.prr.shared_ipv4,
     tunnelMtu: tunnelMtuOf(cfg),
+    pmtuTimeout: cfg.tunnel.pmtu_timeout,
     allowSystemPorts: cfg.prr.allow_system_ports,
     controlSocket: cfg.prr.control_socket,
     metrics: { enabled: cfg.metrics.enabled, listen: cfg.metrics.listen, perSubscriber: cfg.metrics.per_subscriber },

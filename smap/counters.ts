@@ -16,6 +16,7 @@ export const DROP_REASON_NAMES = [
   'no_port', // LAN side: a protocol (or ICMP type) without a port to check
   'not_from_prr', // tunnel side: the outer IPv6 source is not the PRR
   'not_to_shared', // tunnel side: the inner IPv4 destination is not our shared address
+  'over_mtu_df', // LAN side: over the tunnel MTU with DF (queued before the MTU went down): Fragmentation Needed sent
 ] as const;
 
 export type DropReasonName = (typeof DROP_REASON_NAMES)[number];
@@ -40,6 +41,10 @@ export const GLOBAL_NAMES = [
   'fragments_out', // non-first IPv4 fragments sent on (their first fragment carried the port)
   'tunnel_errors', // ICMPv6 errors and local send errors reported by the tunnel socket
   'tx_errors', // packets the kernel refused on send
+  'pmtu_lowered', // the tunnel MTU lowered by an ICMPv6 Packet Too Big from the path to the PRR
+  'pmtu_raised', // a learnt tunnel MTU expired ([tunnel] pmtu_timeout): the full MTU tried again
+  'frag_needed_sent', // ICMPv4 Fragmentation Needed sent to a LAN host
+  'icmp_rate_limited', // ICMPv4 errors not sent because of the rate limit
 ] as const;
 
 export type GlobalName = (typeof GLOBAL_NAMES)[number];

@@ -20,6 +20,11 @@
  * until the first lease. Each later lease that differs goes through setBinding, the path of
  * SIGHUP; a new WAN address registers again at once; while the PRR is unreachable the client
  * backs off and the last binding keeps forwarding.
+ *
+ * Path MTU (smap/pmtu.ts): an ICMPv6 Packet Too Big from the path to the PRR (the tunnel socket's
+ * error queue) lowers the tunnel MTU; smap0's MTU, the MSS clamp (the nft table, rewritten in one
+ * transaction) and the dnsmasq snippet follow, and the data plane answers the LAN sender with
+ * Fragmentation Needed. After [tunnel] pmtu_timeout without a new one the full MTU comes back.
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -37,12 +42,15 @@ import type { TunDevice, Tunnel6Socket } from '../common/native/types.js';
 import { TUNNEL_OVERHEAD } from '../common/codec/constants.js';
 import { flushCommands, portUsage, type PortUsage } from './conntrack.js';
 import { SmapCore, type SmapBinding } from './core.js';
-import { SmapCounters, type CounterSnapshot } from './counters.js';
+import { G, SmapCounters, type CounterSnapshot } from './counters.js';
 import { SmapDataplane } from './dataplane.js';
 import { smapRegistry } from './metrics.js';
 import { serveMetrics, type MetricsServer } from '../common/metrics-server.js';
 import { removeTableText, renderTable } from './nft.js';
 import { linkMtu, monitorAddresses, pickWanAddress } from './wan.js';
+import { PathMtu } from './pmtu.js';
+import { PMTU_TIMEOUT_RFC_MIN } from '../common/config/schema.js';
+import { ICMP6_PACKET_TOO_BIG } from '../common/codec/constants.js';
 import { bindingOfLease, endpointFromConfig, RegistrationClient } from './registration.js';
 import type { LeaseReply } from '../provisioning/protocol.js';
 
@@ -76,7 +84,8 @@ export interface SmapStatus {
   /** With [registration]: the PRR, the last error, the lease and when it expires. */
   registration?: { prr: string; state: 'registering' | 'registered' | 'failing'; last_error: string | null; subscriber: string | null; lease_seconds: number | null; expires_at: string | null };
   wan: { interface: string; ipv6: string | null; configured: boolean };
-  tunnel: { tun: string; mtu: number | null };
+  /** mtu: in force; base: what the config, WAN and lease allow; learnt_mtu: from Packet Too Big, until learnt_until. */
+  tunnel: { tun: string; mtu: number | null; base_mtu: number | null; learnt_mtu: number | null; learnt_until: string | null };
   lan: { interface: string; prefix: string };
   counters: CounterSnapshot;
   ports_in_use: PortUsage;
@@ -118,7 +127,19 @@ function sameBinding(a: SmapBinding, b: SmapBinding): boolean {
 const WAIT_POLL_MS = 1000;
 const WAIT_LOG_EVERY = 30;
 
+/** Textual IPv6 address `text` is the 16 bytes `b`. */
+function sameIpv6(text: string, b: Buffer): boolean {
+  try {
+    return ipv6Bytes(text).equals(b);
+  } catch {
+    return false;
+  }
+}
+
 export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: SmapIo): Promise<Smap> {
+  if (cfg.tunnel.pmtu_timeout < PMTU_TIMEOUT_RFC_MIN) {
+    log.warn(`${file} [tunnel] pmtu_timeout = ${cfg.tunnel.pmtu_timeout} s is under the 5 minutes of RFC 8201 §4: for labs only`);
+  }
   const registering = cfg.static.shared_ipv4 === undefined && cfg.registration.prr_host !== undefined;
   // With [registration] the binding is undefined until the first lease.
   let binding: SmapBinding | undefined = registering ? undefined : staticBinding(cfg, file);
@@ -142,6 +163,8 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
   const configuredWan = cfg.smap.wan_ipv6;
   let wan: string | undefined = configuredWan;
   let mtu: number | undefined;
+  let pmtu: PathMtu | undefined;
+  let pmtuTimer: NodeJS.Timeout | undefined;
   let tun: TunDevice | undefined;
   let dataplane: SmapDataplane | undefined;
   let tableWritten = false;
@@ -179,6 +202,7 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
   };
 
   const cleanup = (): void => {
+    clearTimeout(pmtuTimer);
     client?.stop();
     stopMonitor?.();
     if (dataplane !== undefined) dataplane.stop();
@@ -228,7 +252,13 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
           }
         : {}),
       wan: { interface: wanIf, ipv6: wan ?? null, configured: configuredWan !== undefined },
-      tunnel: { tun: tunName, mtu: mtu ?? null },
+      tunnel: {
+        tun: tunName,
+        mtu: mtu ?? null,
+        base_mtu: pmtu?.base ?? null,
+        learnt_mtu: pmtu?.learntMtu ?? null,
+        learnt_until: pmtu?.dueAt === undefined ? null : new Date(pmtu.dueAt).toISOString(),
+      },
       lan: { interface: cfg.smap.lan_interface, prefix: String(lanPrefix) },
       counters: counters.snapshot(),
       ports_in_use: binding === undefined ? portUsage('', 0) : portUsage(text, binding.shared),
@@ -267,6 +297,56 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
     }
   };
 
+  /** The tunnel MTU changed (Packet Too Big, or its expiry): smap0, the core, the MSS clamp, the LAN's DHCP MTU. */
+  const applyMtu = (next: number, why: string): void => {
+    const was = mtu;
+    mtu = next;
+    core.setMtu(next);
+    try {
+      io.ip(['link', 'set', 'dev', tunName, 'mtu', String(next)]);
+      io.nft(renderTable(plan()));
+      writeSnippet();
+      log.info(`tunnel MTU ${was} -> ${next}: ${why}`);
+    } catch (err) {
+      log.error(`tunnel MTU ${was} -> ${next} (${why}): ${(err as Error).message}`);
+    }
+  };
+
+  const packetTooBig = (info: number, from: string | null): void => {
+    if (pmtu === undefined || !pmtu.tooBig(info)) {
+      armPmtuTimer(); // a repeated report restarts the timer
+      return;
+    }
+    counters.global[G.pmtu_lowered]++;
+    applyMtu(pmtu.mtu, `Packet Too Big (MTU ${info}) from ${from ?? 'the path'} toward the PRR; held ${cfg.tunnel.pmtu_timeout} s`);
+    armPmtuTimer();
+  };
+
+  /** One timer for the learnt MTU's expiry (RFC 8201 §4); the kernel's own path MTU is asked then. */
+  const armPmtuTimer = (): void => {
+    clearTimeout(pmtuTimer);
+    const due = pmtu?.dueAt;
+    if (due === undefined || stopping) return;
+    pmtuTimer = setTimeout(() => {
+      if (pmtu === undefined || binding === undefined || stopping) return;
+      let kernel: number | undefined;
+      try {
+        kernel = tunnel.pathMtu(formatIpv6(binding.prr));
+      } catch (err) {
+        log.debug(`path MTU to the PRR: ${(err as Error).message}`);
+      }
+      const before = pmtu.mtu;
+      if (pmtu.expire(kernel)) {
+        counters.global[G.pmtu_raised]++;
+        applyMtu(pmtu.mtu, `no Packet Too Big for ${cfg.tunnel.pmtu_timeout} s: trying the larger MTU again (RFC 8201)`);
+      } else if (pmtu.learntMtu !== undefined && pmtu.mtu === before) {
+        log.debug(`path MTU: the kernel still holds ${kernel ?? '?'} toward the PRR; tunnel MTU stays ${before}`);
+      }
+      armPmtuTimer();
+    }, Math.max(0, due - Date.now()));
+    pmtuTimer.unref();
+  };
+
   const bringUp = (): void => {
     if (binding === undefined) return; // [registration]: on the first lease
     const wanMtu = cfg.tunnel.mtu === 'auto' ? linkMtu(io.ipJson(['link', 'show', 'dev', wanIf])) : undefined;
@@ -274,6 +354,8 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
     mtu = cfg.tunnel.mtu === 'auto' ? wanMtu! - TUNNEL_OVERHEAD : cfg.tunnel.mtu;
     linkBasedMtu = mtu;
     if (lease !== undefined && lease.reply.mtu < mtu) mtu = lease.reply.mtu; // the PRR's tunnel MTU, when smaller
+    pmtu = new PathMtu(mtu, cfg.tunnel.pmtu_timeout * 1000);
+    core.setMtu(mtu);
     tun = io.openTun(tunName);
     // The TUN carries IPv4 only: no link-local IPv6, no router solicitations or MLD into it.
     io.sysctl(`net/ipv6/conf/${tun.name}/disable_ipv6`, '1');
@@ -288,7 +370,10 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
     flush(binding.shared);
     writeSnippet();
     dataplane = new SmapDataplane(core, counters, tun, tunnel);
-    dataplane.onTunnelError = (e) => log.debug(`tunnel error report: ${e.origin} type ${e.type} code ${e.code} toward ${e.dst ?? '?'}`);
+    dataplane.onTunnelError = (e) => {
+      log.debug(`tunnel error report: ${e.origin} type ${e.type} code ${e.code} info ${e.info} toward ${e.dst ?? '?'} from ${e.offender ?? '?'}`);
+      if (e.origin === 'icmp6' && e.type === ICMP6_PACKET_TOO_BIG && binding !== undefined && e.dst !== null && sameIpv6(e.dst, binding.prr)) packetTooBig(e.info, e.offender);
+    };
     dataplane.setEndpoints(binding.prr, ipv6Bytes(wan!));
     dataplane.start();
     if (io.readSysctl('net/ipv4/ip_forward') !== '1') {
@@ -328,12 +413,14 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
       log.info(`registered as ${reply.subscriber}: ${reply.shared_ipv4} ports ${reply.ports} via ${reply.prr_ipv6}, lease ${reply.lease_seconds} s`);
       return;
     }
-    const nextMtu = Math.min(linkBasedMtu ?? reply.mtu, reply.mtu);
+    pmtu?.setBase(Math.min(linkBasedMtu ?? reply.mtu, reply.mtu));
+    const nextMtu = pmtu?.mtu ?? reply.mtu;
     const mtuChanged = dataplane !== undefined && nextMtu !== mtu;
     try {
       if (mtuChanged) {
         log.info(`tunnel MTU ${mtu} -> ${nextMtu} (the lease's)`);
         mtu = nextMtu;
+        core.setMtu(mtu);
         io.ip(['link', 'set', 'dev', tunName, 'mtu', String(mtu)]);
         writeSnippet();
       }

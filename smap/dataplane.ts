@@ -4,6 +4,9 @@
  *
  *   TUN ──batch──► core.fromLan ──► tunnel.send (to the PRR, from our WAN address)
  *   tunnel ──batch──► core.fromTunnel ──► TUN.send (the kernel un-NATs and routes to the LAN)
+ *   tunnel error queue ──► core.fromTunnelError ──► TUN.send (Fragmentation Needed), then the
+ *                          daemon's onTunnelError (the tunnel MTU: smap/pmtu.ts)
+ *   core.fromLan over the tunnel MTU with DF ──► TUN.send (Fragmentation Needed, copied)
  *
  * Every packet into the tunnel goes to one place from one address, so the per-packet destination
  * and source slots of the send batch are filled once, when the binding or the WAN address
@@ -12,6 +15,9 @@
 import type { Icmp6ErrorReport, PacketPort, TunDevice, Tunnel6Socket, TxBatch } from '../common/native/types.js';
 import { Action, newVerdict, type SmapCore, type Verdict } from './core.js';
 import { G, type SmapCounters } from './counters.js';
+
+/** Room for one generated ICMPv4 error (at most 576 bytes, RFC 1812 §4.3.2.3). */
+const GEN_SLOT = 1024;
 
 function newBatch(n: number, tunnel: boolean): TxBatch {
   return {
@@ -27,6 +33,8 @@ export class SmapDataplane {
   private readonly v: Verdict = newVerdict();
   private readonly toPrr: TxBatch;
   private readonly toLan: TxBatch;
+  /** ICMPv4 errors the core made, copied out of its scratch buffer, to the TUN. */
+  private readonly gen: TxBatch;
   /** Called with each tunnel error report (ICMPv6 errors, local send errors), after counting. */
   onTunnelError: ((e: Icmp6ErrorReport) => void) | undefined;
 
@@ -38,6 +46,8 @@ export class SmapDataplane {
   ) {
     this.toPrr = newBatch(tun.ring.batch, true);
     this.toLan = newBatch(tunnel.ring.batch, false);
+    this.gen = newBatch(tun.ring.batch, false);
+    this.gen.slab = Buffer.alloc(GEN_SLOT * tun.ring.batch);
   }
 
   /**
@@ -56,6 +66,14 @@ export class SmapDataplane {
   start(): void {
     this.tunnel.onError((e) => {
       this.counters.global[G.tunnel_errors]++;
+      if (e.origin === 'icmp6' && e.payload.length > 0) {
+        const v = this.v;
+        this.gen.count = 0;
+        this.core.fromTunnelError(e.type, e.info, e.payload, 0, e.payload.length, v);
+        if (v.reason >= 0) this.counters.dropsIn[v.reason]++;
+        if (v.generated) this.pushGenerated();
+        this.flushGenerated();
+      }
       this.onTunnelError?.(e);
     });
     this.tunnel.start((n) => this.onTunnelBatch(n));
@@ -76,6 +94,7 @@ export class SmapDataplane {
     const out = this.toPrr;
     out.slab = ring.slab;
     out.count = 0;
+    this.gen.count = 0;
     for (let i = 0; i < count; i++) {
       const off = i * ring.slotSize + ring.headroom;
       const len = ring.lens[i]!;
@@ -84,6 +103,7 @@ export class SmapDataplane {
       core.fromLan(ring.slab, off, len, v);
       if (v.action !== Action.ToPrr) {
         if (v.reason >= 0) c.dropsOut[v.reason]++;
+        if (v.generated) this.pushGenerated();
         continue;
       }
       if (v.fragment) g[G.fragments_out]++;
@@ -91,6 +111,26 @@ export class SmapDataplane {
       out.lens[out.count++] = v.len;
     }
     this.flush(out, this.tunnel, G.to_prr_packets, G.to_prr_bytes);
+    this.flushGenerated();
+  }
+
+  /** Copy the core's generated ICMPv4 error into the next slot of the generated batch. */
+  private pushGenerated(): void {
+    const gen = this.gen;
+    const at = gen.count * GEN_SLOT;
+    this.core.out.copy(gen.slab, at, 0, this.v.len);
+    gen.offsets[gen.count] = at;
+    gen.lens[gen.count++] = this.v.len;
+  }
+
+  /** Send the generated errors to the TUN; move the core's event tallies into the counters. */
+  private flushGenerated(): void {
+    this.flush(this.gen, this.tun, G.to_lan_packets, G.to_lan_bytes);
+    const e = this.core.events;
+    const g = this.counters.global;
+    g[G.frag_needed_sent] += e.fragNeeded;
+    g[G.icmp_rate_limited] += e.icmpRateLimited;
+    e.fragNeeded = e.icmpRateLimited = 0;
   }
 
   /** IPv4 from the tunnel: only the PRR's, only for our address, to the TUN. */

@@ -14,6 +14,8 @@
  *   smap_tunnel_bytes_total{direction}
  *   smap_drops_total{side,reason}         side = lan (toward the PRR) | tunnel (from it)
  *   smap_fragments_out_total, smap_tunnel_errors_total, smap_tx_errors_total
+ *   smap_pmtu_lowered_total, smap_pmtu_raised_total   tunnel MTU moved by Packet Too Big / its expiry
+ *   smap_icmp_frag_needed_total, smap_icmp_rate_limited_total   Fragmentation Needed sent to the LAN
  *   smap_tunnel_mtu_bytes                 the IPv4 MTU inside the tunnel (0 until the tunnel is up)
  *   smap_conntrack_up                     1 when the last conntrack read worked
  *   smap_build_info{version,node}
@@ -53,6 +55,10 @@ const SINGLE = [
   ['smap_fragments_out_total', 'Non-first IPv4 fragments sent on toward the PRR', G.fragments_out],
   ['smap_tunnel_errors_total', 'ICMPv6 errors and local send errors reported by the tunnel socket', G.tunnel_errors],
   ['smap_tx_errors_total', 'Packets the kernel refused on send', G.tx_errors],
+  ['smap_pmtu_lowered_total', 'Times the tunnel MTU was lowered by an ICMPv6 Packet Too Big from the path to the PRR', G.pmtu_lowered],
+  ['smap_pmtu_raised_total', 'Times a learnt tunnel MTU expired ([tunnel] pmtu_timeout) and the larger one was tried again (RFC 8201)', G.pmtu_raised],
+  ['smap_icmp_frag_needed_total', 'ICMPv4 Fragmentation Needed sent to LAN hosts (DF packets over the tunnel MTU)', G.frag_needed_sent],
+  ['smap_icmp_rate_limited_total', 'ICMPv4 errors not sent to LAN hosts because of the rate limit', G.icmp_rate_limited],
 ] as const;
 
 

@@ -74,7 +74,7 @@ export function formatStatus(s: SmapStatus): string {
       ? []
       : [`registration: ${s.registration.prr} ${s.registration.state}${s.registration.subscriber !== null ? ` as ${s.registration.subscriber}` : ''}${s.registration.expires_at !== null ? `, lease expires ${s.registration.expires_at}` : ''}${s.registration.last_error !== null ? ` (last error: ${s.registration.last_error})` : ''}`]),
     `wan: ${s.wan.interface} ${s.wan.ipv6 ?? '(no address yet)'}${s.wan.configured ? ' (configured)' : ''}`,
-    `tunnel: ${s.tunnel.tun} mtu ${s.tunnel.mtu ?? '(not up)'}`,
+    `tunnel: ${s.tunnel.tun} mtu ${s.tunnel.mtu ?? '(not up)'}${s.tunnel.learnt_mtu != null ? ` (path MTU ${s.tunnel.learnt_mtu} from Packet Too Big, until ${s.tunnel.learnt_until}; full ${s.tunnel.base_mtu})` : ''}`,
     `lan: ${s.lan.interface} ${s.lan.prefix}`,
     `ports in use: ${pairs(u.byProtocol)} (${u.flows} flows: ${pairs(u.byService)})`,
     `counters: ${pairs(s.counters.global)}`,

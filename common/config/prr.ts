@@ -119,6 +119,8 @@ const sections = {
   },
   tunnel: {
     mtu: s.autoInt({ min: s.MTU_MIN, max: s.MTU_MAX, default: 'auto' }),
+    /** How long a path MTU learnt from Packet Too Big holds before the tunnel tries the full MTU again (RFC 8201 §4). */
+    pmtu_timeout: s.duration({ min: s.PMTU_TIMEOUT_MIN, max: s.PMTU_TIMEOUT_MAX, default: s.PMTU_TIMEOUT_DEFAULT }),
   },
   internal: side(INTERNAL_MTU_MIN, INTERNAL_MTU_MAX),
   external: side(EXTERNAL_MTU_MIN, EXTERNAL_MTU_MAX),

@@ -75,6 +75,16 @@ export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
  */
 export const MTU_MIN = 1240;
 export const MTU_MAX = 65495;
+/**
+ * `[tunnel] pmtu_timeout` bounds, in seconds. RFC 8201 §4 asks for at least 5 minutes and
+ * recommends 10 (the kernel's net.ipv6.route.mtu_expires is 600 s too); values under 300 are
+ * accepted, with a warning, for labs that want to watch the MTU come back.
+ */
+export const PMTU_TIMEOUT_MIN = 5;
+export const PMTU_TIMEOUT_MAX = 86400;
+export const PMTU_TIMEOUT_DEFAULT = 600;
+/** Below this, `[tunnel] pmtu_timeout` is shorter than RFC 8201 §4 allows: warned about. */
+export const PMTU_TIMEOUT_RFC_MIN = 300;
 
 // ---- field builders -----------------------------------------------------------------------------
 

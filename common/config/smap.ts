@@ -34,6 +34,8 @@ const sections = {
   },
   tunnel: {
     mtu: s.autoInt({ min: s.MTU_MIN, max: s.MTU_MAX, default: 'auto' }),
+    /** How long a path MTU learnt from Packet Too Big holds before the tunnel tries the full MTU again (RFC 8201 §4). */
+    pmtu_timeout: s.duration({ min: s.PMTU_TIMEOUT_MIN, max: s.PMTU_TIMEOUT_MAX, default: s.PMTU_TIMEOUT_DEFAULT }),
     /** A dnsmasq config snippet the agent writes: DHCP option 26 (interface MTU) = the tunnel MTU. */
     dnsmasq_snippet: s.filePath(),
     /** An executable run with the tunnel MTU whenever it is set (OpenWrt: sets option 26 through UCI). */

@@ -54,7 +54,7 @@ t.test('defaults', async (t) => {
       log_level: 'info',
     },
   );
-  t.same(cfg.tunnel, { mtu: 'auto' });
+  t.same(cfg.tunnel, { mtu: 'auto', pmtu_timeout: 600 });
   const side = {
     mtu: 1500,
     generate_icmp_errors: true,

@@ -136,34 +136,49 @@ export interface SmapLab {
   destroy(): void;
 }
 
-function collect(child: ChildProcess): () => string {
+export function collect(child: ChildProcess): () => string {
   let out = '';
   child.stdout?.setEncoding('utf8').on('data', (d: string) => (out += d));
   child.stderr?.setEncoding('utf8').on('data', (d: string) => (out += d));
   return () => out;
 }
 
-async function started(what: string, child: ChildProcess, output: () => string, marker: string, timeoutMs = 20_000): Promise<void> {
+export async function started(what: string, child: ChildProcess, output: () => string, marker: string, timeoutMs = 20_000): Promise<void> {
   await waitFor(what, () => {
     if (child.exitCode !== null) throw new Error(`${what} exited ${child.exitCode}: ${output().trim().split('\n').slice(-3).join(' | ')}`);
     return output().includes(marker) ? true : undefined;
   }, timeoutMs);
 }
 
-export async function buildSmapLab(tag: string, specs: [CpeSpec, CpeSpec]): Promise<SmapLab> {
+/** A lab, a scratch directory, and one function that removes both. */
+export function labWithDir(tag: string): { lab: Lab; dir: string; destroy: () => void } {
   const lab = Lab.create(tag);
   const dir = mkdtempSync(join(tmpdir(), `aplus-${tag}-`));
-  const destroy = (): void => {
-    lab.destroy();
-    rmSync(dir, { recursive: true, force: true });
+  return {
+    lab,
+    dir,
+    destroy(): void {
+      lab.destroy();
+      rmSync(dir, { recursive: true, force: true });
+    },
   };
+}
+
+/** The PRR (198.51.100.1, BR on loopback, forwarding) and the Internet host beside it. */
+export function prrAndInet(lab: Lab): { prr: Host; inet: Host } {
+  const prr = lab.host('prr');
+  const inet = lab.host('inet');
+  lab.link(prr, inet, { aDev: 'inet', bDev: 'eth0', a: ['198.51.100.1/24'], b: [`${INET}/24`] });
+  inet.route('192.0.2.0/24', { gw: '198.51.100.1' });
+  prr.addAddress('lo', `${BR}/128`);
+  prr.forwarding();
+  return { prr, inet };
+}
+
+export async function buildSmapLab(tag: string, specs: [CpeSpec, CpeSpec]): Promise<SmapLab> {
+  const { lab, dir, destroy } = labWithDir(tag);
   try {
-    const prr = lab.host('prr');
-    const inet = lab.host('inet');
-    lab.link(prr, inet, { aDev: 'inet', bDev: 'eth0', a: ['198.51.100.1/24'], b: [`${INET}/24`] });
-    inet.route('192.0.2.0/24', { gw: '198.51.100.1' });
-    prr.addAddress('lo', `${BR}/128`);
-    prr.forwarding();
+    const { prr, inet } = prrAndInet(lab);
 
     const registering = specs.some((s) => s.register !== undefined);
     const hostKey = registering ? generateEd25519('prr-host') : undefined;

@@ -72,6 +72,8 @@ t.test('global counters, drops by side and reason, ICMP, reassembly, bindings: r
   g[G.icmp6_translated] = 7;
   g[G.pmtu_lowered] = 8;
   g[G.tx_errors] = 9;
+  g[G.pmtu_raised] = 24;
+  g[G.frag_needed_sent] = 25;
   w.counters.drops4[Drop.no_binding] = 21;
   w.counters.drops6[Drop.spoofed_ipv6] = 22;
   const drops = new Float64Array(REASSEMBLY_DROP_NAMES.length);
@@ -93,6 +95,8 @@ t.test('global counters, drops by side and reason, ICMP, reassembly, bindings: r
     ['prr_icmp_translated_total', {}, 7],
     ['prr_pmtu_lowered_total', {}, 8],
     ['prr_tx_errors_total', {}, 9],
+    ['prr_pmtu_raised_total', {}, 24],
+    ['prr_icmp_frag_needed_total', {}, 25],
     ['prr_drops_total', { side: 'internet', reason: 'no_binding' }, 21],
     ['prr_drops_total', { side: 'tunnel', reason: 'spoofed_ipv6' }, 22],
     ['prr_drops_total', { side: 'tunnel', reason: 'no_binding' }, 0],

@@ -700,6 +700,51 @@ t.test('fromTunnelError: Packet Too Big lowers the tunnel MTU and tells the send
   t.equal(lab3.table.mtuOf(lab3.cpe1), 0);
 });
 
+t.test('a learnt path MTU expires after pmtu_timeout, checked when a packet goes to the binding (RFC 8201 §4)', async (t) => {
+  const raised: Array<[number, number]> = [];
+  const lab = makeLab({ core: { pmtuTimeoutMs: 600_000, onPmtuRaised: (id, mtu) => raised.push([id, mtu]) } });
+  const quoted = udp4({ src: INET, dst: SHARED, sport: 53, dport: 10500, df: true, data: 1400 - 28 }).subarray(0, 1232);
+  const big = inUdp(10500, { df: true, data: 1400 - 28 });
+  const fragNeeded = (what: string): number => isIcmpError(t, fromInternet(lab, big), Action.ToInternet, INET, 3, 4, big, what).mtu;
+  t.equal(fromTunnelError(lab, ICMP6_PACKET_TOO_BIG, 0, 1300, quoted).pmtuLowered, lab.cpe1, 'PTB 1300 at 0 s: lowered');
+  t.equal(lab.core.events.fragNeeded, 1, 'the translated PTB counts as a Fragmentation Needed sent');
+  lab.clock.t = 300_000;
+  t.equal(fragNeeded('at 300 s'), 1260, 'at 300 s: still 1260');
+  t.equal(fromTunnelError(lab, ICMP6_PACKET_TOO_BIG, 0, 1300, quoted).pmtuLowered, -1, 'PTB 1300 again at 300 s: nothing lower...');
+  lab.clock.t = 600_000;
+  t.equal(fragNeeded('at 600 s'), 1260, '...but the timer restarted: still 1260 at 600 s');
+  t.equal(lab.core.events.pmtuRaised, 0, 'nothing raised yet');
+  t.equal(lab.core.events.fragNeeded, 4, 'every Fragmentation Needed counted');
+  lab.clock.t = 900_000;
+  isForward(t, fromInternet(lab, big), Action.ToCpe, big, 'at 900 s: the full MTU again, the packet is the probe');
+  t.equal(lab.table.mtuOf(lab.cpe1), 0, 'back to the tunnel MTU of the policy');
+  t.equal(lab.core.events.pmtuRaised, 1, 'counted once');
+  t.same(raised, [[lab.cpe1, 1460]], 'reported with the full MTU');
+  t.equal(lab.core.learntMtus, 0, 'nothing left to check');
+  isForward(t, fromInternet(lab, big), Action.ToCpe, big, 'the next one too');
+  t.equal(lab.core.events.pmtuRaised, 1, 'not counted again');
+  t.equal(fromTunnelError(lab, ICMP6_PACKET_TOO_BIG, 0, 1280, quoted).pmtuLowered, lab.cpe1, 'the probe draws a PTB: lowered again');
+  t.equal(fragNeeded('after the probe'), 1240, 'to 1240');
+  t.equal(lab.table.mtuOf(lab.cpe2), 0, 'cpe2 never touched');
+});
+
+t.test('an expired learnt MTU restores an MTU the binding had before, and leaves a reused id alone', async (t) => {
+  const lab = makeLab({ core: { pmtuTimeoutMs: 1000 } });
+  lab.table.setMtu(lab.cpe1, 1400); // e.g. the binding's own MTU
+  const quoted = udp4({ src: INET, dst: SHARED, sport: 53, dport: 10500, df: true, data: 1400 - 28 }).subarray(0, 1232);
+  fromTunnelError(lab, ICMP6_PACKET_TOO_BIG, 0, 1300, quoted);
+  fromTunnelError(lab, ICMP6_PACKET_TOO_BIG, 0, 1290, quoted);
+  t.equal(lab.core.tunnelMtu(lab.cpe1), 1250, 'lowered twice');
+  lab.clock.t = 1000;
+  t.equal(lab.core.tunnelMtu(lab.cpe1), 1400, 'back to 1400, not to the policy MTU');
+  const q2 = udp4({ src: INET, dst: SHARED, sport: 53, dport: 11500, df: true, data: 1400 - 28 }).subarray(0, 1232);
+  fromTunnelError(lab, ICMP6_PACKET_TOO_BIG, 0, 1300, q2);
+  lab.table.setMtu(lab.cpe2, 1300); // the id now holds something else (a binding change)
+  lab.clock.t = 5000;
+  t.equal(lab.core.tunnelMtu(lab.cpe2), 1300, 'an MTU set since is kept');
+  t.equal(lab.core.events.pmtuRaised, 1, 'only the first counted as raised');
+});
+
 t.test('fromTunnelError: PTB about a large echo (quote cut short) still lowers the MTU', async (t) => {
   const lab = makeLab();
   const ping = echo4({ src: INET, dst: SHARED, id: 10700, reply: true, data: 1400 - 28, df: true });

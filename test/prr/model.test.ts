@@ -72,6 +72,7 @@ t.test('the 2010 flat file: bindings, policy and every default', async (t) => {
     tun: 'prr0',
     pools: ['192.0.2.100/32'],
     tunnelMtu: 1460,
+    pmtuTimeout: 600,
     allowSystemPorts: false,
     controlSocket: '/run/prr/control.sock',
     metrics: { enabled: true, listen: { host: '127.0.0.1', port: 9150 }, perSubscriber: { mode: 'top', n: 100 } },

@@ -3,11 +3,11 @@
  * Packets are built with the PRR tests' helpers (the project's codecs).
  */
 import t from 'tap';
-import { ICMP4_DEST_UNREACH, ICMP4_UNREACH_PORT, PROTO_TCP } from '../../common/codec/constants.js';
+import { ICMP4_DEST_UNREACH, ICMP4_UNREACH_PORT, ICMP6_PACKET_TOO_BIG, PROTO_TCP } from '../../common/codec/constants.js';
 import { parsePortSet } from '../../common/portset.js';
-import { Action, newVerdict, SmapCore, type SmapBinding } from '../../smap/core.js';
+import { Action, ICMP_PER_SECOND, newVerdict, SmapCore, type SmapBinding } from '../../smap/core.js';
 import { DROP_REASON_NAMES } from '../../smap/counters.js';
-import { echo4, icmpError4, ip4, ip6, ipv4, tcp4, udp4 } from '../prr/helpers/packets.js';
+import { echo4, icmpError4, ip4, ip6, ipv4, readIcmp4, tcp4, udp4 } from '../prr/helpers/packets.js';
 
 const SHARED = ip4('192.0.2.100');
 const INET = ip4('198.51.100.2');
@@ -88,4 +88,69 @@ t.test('a binding change takes effect at the next packet', async (t) => {
   core.setBinding(undefined);
   core.fromLan(pkt, 0, pkt.length, v);
   t.equal(DROP_REASON_NAMES[v.reason], 'no_binding');
+});
+
+t.test('over the tunnel MTU: DF gets Fragmentation Needed from 192.0.0.2 (rate-limited), no DF goes on', async (t) => {
+  const clock = { t: 0 };
+  const core = new SmapCore(range, () => clock.t);
+  core.setMtu(1240);
+  const v = newVerdict();
+  const df = udp4({ src: SHARED, dst: INET, sport: 10003, dport: 7007, df: true, data: 1400 - 28 });
+  const noDf = udp4({ src: SHARED, dst: INET, sport: 10003, dport: 7007, data: 1400 - 28 });
+  const fits = udp4({ src: SHARED, dst: INET, sport: 10003, dport: 7007, df: true, data: 1240 - 28 });
+  core.fromLan(fits, 0, fits.length, v);
+  t.equal(v.action, Action.ToPrr, 'DF at exactly the MTU: to the PRR');
+  core.fromLan(noDf, 0, noDf.length, v);
+  t.equal(v.action, Action.ToPrr, 'no DF: to the PRR (the kernel fragments the IPv6 packet)');
+  core.fromLan(df, 0, df.length, v);
+  t.equal(v.action, Action.ToLan, 'DF over the MTU: an error back to the LAN');
+  t.equal(v.generated, true);
+  t.equal(DROP_REASON_NAMES[v.reason], 'over_mtu_df');
+  const m = readIcmp4(core.out, v.off, v.len);
+  t.match(m, { type: 3, code: 4, mtu: 1240, src: ip4('192.0.0.2'), dst: SHARED, headerOk: true });
+  t.equal(core.events.fragNeeded, 1);
+  // A burst: ICMP_PER_SECOND answered, the rest held back until the bucket refills.
+  let sent = 0;
+  for (let i = 0; i < ICMP_PER_SECOND + 50; i++) {
+    core.fromLan(df, 0, df.length, v);
+    if (v.generated) sent++;
+  }
+  t.equal(sent, ICMP_PER_SECOND - 1, 'the bucket empties');
+  t.equal(core.events.icmpRateLimited, 51, 'the rest counted as rate-limited');
+  t.equal(v.action, Action.Drop, 'a rate-limited one is just dropped');
+  t.equal(DROP_REASON_NAMES[v.reason], 'over_mtu_df');
+  clock.t = 100; // 100 ms: 10 tokens
+  sent = 0;
+  for (let i = 0; i < 20; i++) {
+    core.fromLan(df, 0, df.length, v);
+    if (v.generated) sent++;
+  }
+  t.equal(sent, 10, 'refilled at ICMP_PER_SECOND');
+  const err = icmpError4({ src: SHARED, dst: INET, type: ICMP4_DEST_UNREACH, code: ICMP4_UNREACH_PORT, quote: udp4({ src: INET, dst: SHARED, sport: 5000, dport: 10001, data: 1400 }), quoteLen: 1300, df: true });
+  clock.t = 10_000;
+  t.ok(err.length > 1240, 'the error itself is over the MTU');
+  core.fromLan(err, 0, err.length, v);
+  t.equal(v.generated, false, 'no error about an ICMP error');
+  t.equal(DROP_REASON_NAMES[v.reason], 'over_mtu_df', 'dropped all the same');
+});
+
+t.test('a Packet Too Big about a LAN packet: Fragmentation Needed to its sender only with DF', async (t) => {
+  const core = new SmapCore(range);
+  const v = newVerdict();
+  const df = udp4({ src: SHARED, dst: INET, sport: 10003, dport: 7007, df: true, data: 1400 - 28 });
+  core.fromTunnelError(ICMP6_PACKET_TOO_BIG, 1280, df, 0, 1232, v);
+  t.equal(v.generated, true, 'DF: answered');
+  t.equal(readIcmp4(core.out, v.off, v.len).mtu, 1240, 'with 1280 - 40');
+  core.fromTunnelError(ICMP6_PACKET_TOO_BIG, 1000, df, 0, 1232, v);
+  t.equal(readIcmp4(core.out, v.off, v.len).mtu, 1240, 'never below 1240');
+  const noDf = udp4({ src: SHARED, dst: INET, sport: 10003, dport: 7007, data: 1400 - 28 });
+  core.fromTunnelError(ICMP6_PACKET_TOO_BIG, 1280, noDf, 0, 1232, v);
+  t.same([v.action, v.generated, v.reason], [Action.Drop, false, -1], 'no DF: nothing to say');
+  core.fromTunnelError(1, 0, df, 0, 1232, v);
+  t.same([v.action, v.generated, v.reason], [Action.Drop, false, -1], 'another ICMPv6 error: nothing');
+  const other = udp4({ src: LAN, dst: INET, sport: 10003, dport: 7007, df: true, data: 1400 - 28 });
+  core.fromTunnelError(ICMP6_PACKET_TOO_BIG, 1280, other, 0, 1232, v);
+  t.equal(DROP_REASON_NAMES[v.reason], 'not_shared_source', 'not a packet we sent');
+  core.fromTunnelError(ICMP6_PACKET_TOO_BIG, 1280, df, 0, 10, v);
+  t.equal(DROP_REASON_NAMES[v.reason], 'truncated', 'a quote too short');
 });

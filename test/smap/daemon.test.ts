@@ -14,7 +14,7 @@ import { controlRequest as request } from '../../common/control.js';
 import { startSmap, type SmapIo } from '../../smap/daemon.js';
 import { removeTableText } from '../../smap/nft.js';
 import { AGENT, formatStatus } from '../../smap/verbs.js';
-import { ip4, tcp4, udp4 } from '../prr/helpers/packets.js';
+import { ip4, readIcmp4, tcp4, udp4 } from '../prr/helpers/packets.js';
 
 const SHARED = ip4('192.0.2.100');
 const INET = ip4('198.51.100.2');
@@ -163,7 +163,7 @@ t.test('waits for the WAN address, forwards both ways, follows a new address, re
   t.equal(st['state'], 'running');
   t.same(st['binding'], { source: 'static', shared_ipv4: '192.0.2.100', ports: 'psid:a=6/k=6/id=5', port_count: 1008, prr_ipv6: PRR });
   t.same(st['wan'], { interface: 'wan', ipv6: '2001:db8:1::3', configured: false });
-  t.same(st['tunnel'], { tun: 'smap0', mtu: 1460 });
+  t.same(st['tunnel'], { tun: 'smap0', mtu: 1460, base_mtu: 1460, learnt_mtu: null, learnt_until: null });
   t.same((st['ports_in_use'] as { byProtocol: unknown }).byProtocol, { tcp: 1, udp: 0, icmp: 0 });
   const text = formatStatus(st as never);
   t.match(text, 'binding: static 192.0.2.100 ports psid:a=6/k=6/id=5 (1008 ports) via 2001:db8:ffff::1\n');
@@ -213,4 +213,72 @@ t.test('[registration] with a key file that is not a key: a config error naming 
     name: 'ConfigError',
     message: /smap\.ini \[registration\] key_file: cannot use the registration key: .*not an OpenSSH private key/,
   });
+});
+
+t.test('path MTU: a Packet Too Big toward the PRR lowers smap0, the MSS clamp and the DHCP MTU, tells the sender, and expires', async (t) => {
+  const dir = shortDir(t);
+  const file = path.join(dir, 'smap.ini');
+  const text = config(dir, 'wan_ipv6 = 2001:db8:1::2\n').replace('[tunnel]\n', '[tunnel]\npmtu_timeout = 5s\n');
+  const net = new FakeNet6();
+  const sys = new FakeSystem(net, ['2001:db8:1::2']);
+  const prr = prrSocket(net);
+  const log = memoryLogger();
+  const smap = await startSmap(parseSmapConfig(text, file), file, log, sys);
+  t.teardown(() => smap.stop());
+  await smap.ready;
+  t.ok(log.lines.some((l) => l.startsWith('WARN') && l.includes('pmtu_timeout')), 'a timeout under 5 minutes is warned about');
+  const snippet = (): string | undefined => sys.files.get(path.join(dir, 'dnsmasq.conf'))?.split('\n')[1];
+  const g = (): Record<string, number> => smap.counters.snapshot().global;
+  const ptb = (info: number, pkt: Buffer, dst = PRR): void =>
+    sys.tunnel!.report({ origin: 'icmp6', errno: 90, type: 2, code: 0, info, dst, offender: '2001:db8:12::2' }, pkt);
+
+  // The path drops a 1400-byte packet with DF and says 1280.
+  const big = udp4({ src: SHARED, dst: INET, sport: 10003, dport: 7007, df: true, data: 1400 - 28 });
+  ptb(1280, big);
+  await settle();
+  t.equal(sys.ipCalls.at(-1), 'link set dev smap0 mtu 1240', 'smap0 MTU 1280 - 40');
+  t.match(sys.nftInputs.at(-1), 'maxseg size set 1200', 'MSS clamp rewritten for 1240');
+  t.equal(snippet(), 'dhcp-option=option:mtu,1240', 'DHCP option 26 rewritten');
+  t.equal(g()['pmtu_lowered'], 1, 'pmtu_lowered counted');
+  t.equal(sys.tun!.written.length, 1, 'one packet written to the TUN');
+  const fn = readIcmp4(sys.tun!.written[0]!, 0, sys.tun!.written[0]!.length);
+  t.match(fn, { type: 3, code: 4, mtu: 1240, src: ip4('192.0.0.2'), dst: SHARED }, 'Fragmentation Needed, MTU 1240, to the NATed sender (the kernel un-NATs it)');
+  t.same(fn.quote.subarray(0, 28), big.subarray(0, 28), 'quoting the dropped packet');
+  t.equal(g()['frag_needed_sent'], 1, 'frag_needed_sent counted');
+  t.ok(log.lines.some((l) => l.includes('tunnel MTU 1460 -> 1240') && l.includes('Packet Too Big (MTU 1280) from 2001:db8:12::2')), 'logged with the reporting router');
+  let st = await smap.status();
+  t.equal(st.tunnel.mtu, 1240);
+  t.equal(st.tunnel.learnt_mtu, 1240);
+  t.equal(st.tunnel.base_mtu, 1460);
+  t.match(formatStatus({ ok: true, ...st } as never), 'tunnel: smap0 mtu 1240 (path MTU 1240 from Packet Too Big, until ');
+
+  // What was queued at the old size: DF -> Fragmentation Needed; no DF -> into the tunnel (the kernel fragments the IPv6 packet).
+  sys.tun!.written.length = 0;
+  sys.tun!.inject(big);
+  const noDf = udp4({ src: SHARED, dst: INET, sport: 10003, dport: 7007, data: 1400 - 28 });
+  sys.tun!.inject(noDf);
+  await settle();
+  t.equal(readIcmp4(sys.tun!.written[0]!, 0, sys.tun!.written[0]!.length).mtu, 1240, 'DF over the MTU: Fragmentation Needed');
+  t.equal(smap.counters.snapshot().drops_out['over_mtu_df'], 1, 'counted as over_mtu_df');
+  t.same(prr.got.at(-1), ['2001:db8:1::2', noDf], 'without DF: sent on whole');
+
+  // Reports that change nothing.
+  const calls = sys.ipCalls.length;
+  ptb(1400, big);
+  ptb(1280, big, '2001:db8:99::1');
+  ptb(1280, udp4({ src: ip4('192.0.2.7'), dst: INET, sport: 10003, dport: 7007, df: true, data: 1400 - 28 }));
+  await settle();
+  t.equal(sys.ipCalls.length, calls, 'a larger MTU, another destination, another source: no change');
+  t.equal(g()['pmtu_lowered'], 1);
+
+  // pmtu_timeout later (5 s), the full MTU is tried again.
+  const deadline = Date.now() + 15_000;
+  while ((await smap.status()).tunnel.mtu !== 1460 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  st = await smap.status();
+  t.equal(st.tunnel.mtu, 1460, 'back to 1460');
+  t.equal(st.tunnel.learnt_mtu, null);
+  t.equal(g()['pmtu_raised'], 1, 'pmtu_raised counted');
+  t.equal(sys.ipCalls.at(-1), 'link set dev smap0 mtu 1460');
+  t.match(sys.nftInputs.at(-1), 'maxseg size set 1420');
+  t.equal(snippet(), 'dhcp-option=option:mtu,1460');
 });
