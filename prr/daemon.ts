@@ -99,8 +99,9 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
   if (!ipv4ForwardingOn()) {
     log.warn('IPv4 forwarding is off on this host (net.ipv4.ip_forward = 0): decapsulated traffic will not reach the Internet; run `sysctl -w net.ipv4.ip_forward=1`');
   }
-  const table = new BindingTable(Math.max(1024, model.bindings.length * 2));
-  const counters = new PrrCounters(table.idLimit + 1024);
+  // Sized for the static bindings plus room to grow (both double when full).
+  const table = new BindingTable(model.bindings.length + 1024);
+  const counters = new PrrCounters(model.bindings.length + 1024);
   table.onChange = (id, what) => {
     if (what === 'add') counters.resetBinding(id);
   };

@@ -69,10 +69,20 @@ export function parsePrrModel(text: string, file: string): PrrModel {
 
 /** Which format `text` is in, by its first meaningful line; a ConfigError when it is neither. */
 export function detectFormat(text: string, file: string): ConfigSource {
-  const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
-  const i = lines.findIndex((l) => !/^\s*([#;].*)?$/.test(l));
-  if (i < 0) throw new ConfigError(`the file has no settings: expected ${FORMATS}`, { file });
-  const first = (lines[i] ?? '').trim();
+  // Line by line up to the first meaningful one (the file may hold a million sections).
+  let i = 0;
+  let first: string | undefined;
+  for (let at = text.charCodeAt(0) === 0xfeff ? 1 : 0; at <= text.length; i++) {
+    let nl = text.indexOf('\n', at);
+    if (nl < 0) nl = text.length;
+    const l = text.slice(at, nl > at && text.charCodeAt(nl - 1) === 13 ? nl - 1 : nl); // as split(/\r?\n/)
+    at = nl + 1;
+    if (!/^\s*([#;].*)?$/.test(l)) {
+      first = l.trim();
+      break;
+    }
+  }
+  if (first === undefined) throw new ConfigError(`the file has no settings: expected ${FORMATS}`, { file });
   if (first.startsWith('[')) return 'ini'; // a malformed header is then reported by the INI loader
   const key = legacyLineKey(first);
   if (key !== undefined && looksLikeLegacyKey(key)) return 'legacy';
@@ -82,13 +92,15 @@ export function detectFormat(text: string, file: string): ConfigSource {
 /** The model of a loaded prr.ini (or of the prr.ini a flat file stands for). */
 export function modelFromConfig(cfg: PrrConfig, source: ConfigSource, file: string): PrrModel {
   const brAddresses = cfg.prr.tunnel_ipv6.map((a) => ipv6Bytes(a));
-  const bindings: StaticBinding[] = [...cfg.subscriber].map(([name, sub]) => ({
-    subscriber: name,
-    ipv6: ipv6Bytes(sub.ipv6),
-    ipv4: sub.shared_ipv4,
-    ports: sub.ports,
-    br: brIndexOf(cfg, sub.br),
-  }));
+  // One slab for every CPE address: a Buffer of its own each costs ~10x its 16 bytes, which a
+  // million static bindings feel.
+  const slab = Buffer.allocUnsafe(16 * cfg.subscriber.size);
+  const bindings: StaticBinding[] = [];
+  for (const [name, sub] of cfg.subscriber) {
+    const at = 16 * bindings.length;
+    ipv6Bytes(sub.ipv6).copy(slab, at);
+    bindings.push({ subscriber: name, ipv6: slab.subarray(at, at + 16), ipv4: sub.shared_ipv4, ports: sub.ports, br: brIndexOf(cfg, sub.br) });
+  }
   return {
     source,
     file,
