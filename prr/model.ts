@@ -36,6 +36,8 @@ export interface PrrModel {
   bindings: StaticBinding[];
   /** TUN device name. */
   tun: string;
+  /** How decapsulated IPv4 is sent: a raw socket in batches, or the TUN ([prr] ipv4_output). */
+  ipv4Output: 'raw' | 'tun';
   /** The shared IPv4 pools (the flat file's one IPv4Shared address is a /32). */
   pools: Ipv4Prefix[];
   /** The IPv4 MTU inside the tunnel, resolved: `[tunnel] mtu`, or `[internal] mtu` - 40. */
@@ -45,6 +47,11 @@ export interface PrrModel {
   controlSocket: string;
   metrics: MetricsSettings;
   logLevel: (typeof LOG_LEVELS)[number];
+  /**
+   * prr.ini's [registration] (undefined for a flat file): kept here so that starting registration
+   * does not parse the file again (with a million static bindings, that doubled load time and memory).
+   */
+  registration?: PrrConfig['registration'];
 }
 
 const FORMATS = `prr.ini (INI, starting with a [section] such as [prr]) or the 2010 flat file (${LEGACY_KEYS.join(', ')} lines)`;
@@ -113,12 +120,14 @@ export function modelFromConfig(cfg: PrrConfig, source: ConfigSource, file: stri
     },
     bindings,
     tun: cfg.prr.tun,
+    ipv4Output: cfg.prr.ipv4_output,
     pools: cfg.prr.shared_ipv4,
     tunnelMtu: tunnelMtuOf(cfg),
     allowSystemPorts: cfg.prr.allow_system_ports,
     controlSocket: cfg.prr.control_socket,
     metrics: { enabled: cfg.metrics.enabled, listen: cfg.metrics.listen, perSubscriber: cfg.metrics.per_subscriber },
     logLevel: cfg.prr.log_level,
+    ...(source === 'ini' ? { registration: cfg.registration } : {}),
   };
 }
 
