@@ -26,11 +26,11 @@ export interface PrrRegistration {
 }
 
 /**
- * Start registration for `model` when its [registration] says enabled = true (read from the
- * model's prr.ini unless `section` is given; a flat 2010 file has none). Undefined when off.
+ * Start registration for `model` when its [registration] says enabled = true (the model's, as
+ * read from its prr.ini, unless `section` is given; a flat 2010 file has none). Undefined when off.
  */
 export async function startPrrRegistration(model: PrrModel, table: BindingTable, log: Logger, section?: RegistrationSection): Promise<PrrRegistration | undefined> {
-  const reg = section ?? (model.source === 'ini' ? loadPrrConfig(model.file).registration : undefined);
+  const reg = section ?? (model.source === 'ini' ? (model.registration ?? loadPrrConfig(model.file).registration) : undefined);
   if (reg === undefined || !reg.enabled) return undefined;
   const rlog = log.child('registration');
   let keys: Map<string, KeyEntry> = loadAuthorizedKeys(reg.authorized_keys);
