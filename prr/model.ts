@@ -48,10 +48,11 @@ export interface PrrModel {
   metrics: MetricsSettings;
   logLevel: (typeof LOG_LEVELS)[number];
   /**
-   * prr.ini's [registration] (undefined for a flat file): kept here so that starting registration
-   * does not parse the file again (with a million static bindings, that doubled load time and memory).
+   * prr.ini's [registration] (for a flat file, the defaults: off): kept here so that starting
+   * registration does not parse the file again (with a million static bindings, that doubled
+   * load time and memory).
    */
-  registration?: PrrConfig['registration'];
+  registration: PrrConfig['registration'];
 }
 
 const FORMATS = `prr.ini (INI, starting with a [section] such as [prr]) or the 2010 flat file (${LEGACY_KEYS.join(', ')} lines)`;
@@ -127,7 +128,7 @@ export function modelFromConfig(cfg: PrrConfig, source: ConfigSource, file: stri
     controlSocket: cfg.prr.control_socket,
     metrics: { enabled: cfg.metrics.enabled, listen: cfg.metrics.listen, perSubscriber: cfg.metrics.per_subscriber },
     logLevel: cfg.prr.log_level,
-    ...(source === 'ini' ? { registration: cfg.registration } : {}),
+    registration: cfg.registration,
   };
 }
 
