@@ -19,10 +19,24 @@
  *     allocated in multiples of 64 ports never need a fine table.
  *
  * Ids are stable: a change of IPv6 address, MTU or port set keeps the id, so counters survive it.
- * Memory: per binding a few typed-array slots (about 100 bytes); per shared address 4 KiB
- * (block mode) or 4·2^k bytes (PSID mode); the IPv6 index is an open-addressing hash of Int32.
+ *
+ * Memory (1,000,000 bindings must fit well under 512 MB with everything else): per binding one
+ * 32-byte record (below), one name string, one byName entry; port sets are stored as numbers in
+ * the record and rebuilt as PortSet objects only when the control plane asks (portsOf). Per shared
+ * address 4 KiB (block mode) or 4·2^k bytes (PSID mode); the IPv6 index is an open-addressing
+ * hash of Int32.
+ *
+ * The record holds everything a packet needs once the id is known, so a lookup in a big table
+ * touches one cache line of it (records are 32-byte aligned in one ArrayBuffer):
+ *
+ *   bytes 0-15   CPE IPv6 address
+ *   word 4       shared IPv4 address
+ *   word 5       BR index << 16 | tunnel MTU
+ *   word 6       next binding of the same CPE IPv6 address (Int32, NO_BINDING ends the chain)
+ *   word 7       port set: range first << 16 | last, or PSID a << 24 | k << 16 | id
+ *   (live[id]: 0 free, 1 range, 2 PSID set)
  */
-import type { PortSet } from '../common/portset.js';
+import { PortRange, PsidSet, type PortSet } from '../common/portset.js';
 import { PortSetError } from '../common/errors.js';
 
 export const NO_BINDING = -1; // shared address, but no binding holds this port
@@ -31,6 +45,16 @@ export const NOT_SHARED = -2; // not one of the shared addresses
 const BLOCK_SHIFT = 6; // 64-port blocks
 const BLOCK = 1 << BLOCK_SHIFT;
 const BLOCKS = 65536 >>> BLOCK_SHIFT;
+
+const REC = 8; // words per binding record (32 bytes)
+const REC_BYTES = REC * 4;
+const W_IPV4 = 4;
+const W_BR_MTU = 5;
+const W_NEXT6 = 6;
+const W_SET = 7;
+const FREE = 0;
+const RANGE = 1;
+const PSID = 2;
 
 /** Per shared IPv4 address: how its ports map to binding ids. */
 interface AddrPorts {
@@ -56,15 +80,12 @@ export interface BindingInput {
 }
 
 export class BindingTable {
-  // Struct of arrays, grown by doubling; slot i is binding id i.
+  // One record per binding (layout at the top), grown by doubling; record i is binding id i.
   private cap: number;
-  private live: Uint8Array;
-  private ipv6s: Uint8Array;
-  private ipv4s: Uint32Array;
-  private brs: Uint16Array;
-  private mtus: Uint16Array;
-  private next6: Int32Array; // chain of bindings sharing one CPE IPv6 address
-  private sets: Array<PortSet | undefined>;
+  private live: Uint8Array; // FREE, RANGE or PSID: the shape of the record's port set
+  private rec8: Uint8Array; // the records, bytewise (IPv6 addresses)
+  private rec32: Uint32Array; // the same records, by 32-bit word
+  private rec32s: Int32Array; // the same, signed (the IPv6 chain)
   private names: Array<string | undefined>;
   private freeIds: number[] = [];
   private used = 0;
@@ -86,12 +107,10 @@ export class BindingTable {
   constructor(capacity = 1024) {
     this.cap = Math.max(16, capacity);
     this.live = new Uint8Array(this.cap);
-    this.ipv6s = new Uint8Array(this.cap * 16);
-    this.ipv4s = new Uint32Array(this.cap);
-    this.brs = new Uint16Array(this.cap);
-    this.mtus = new Uint16Array(this.cap);
-    this.next6 = new Int32Array(this.cap).fill(-1);
-    this.sets = new Array<PortSet | undefined>(this.cap);
+    const buf = new ArrayBuffer(this.cap * REC_BYTES);
+    this.rec8 = new Uint8Array(buf);
+    this.rec32 = new Uint32Array(buf);
+    this.rec32s = new Int32Array(buf);
     this.names = new Array<string | undefined>(this.cap);
     this.h6 = new Int32Array(pow2AtLeast(this.cap * 2));
   }
@@ -138,61 +157,69 @@ export class BindingTable {
 
   /** Next binding of the same CPE IPv6 address, or NO_BINDING. */
   nextOfIpv6(id: number): number {
-    return this.next6[id]!;
+    return this.rec32s[id * REC + W_NEXT6]!;
   }
 
   /** Does binding `id` belong to the CPE address buf[off..off+16]? */
   ipv6Is(id: number, buf: Uint8Array, off: number): boolean {
-    const b = id * 16;
-    const a6 = this.ipv6s;
+    const b = id * REC_BYTES;
+    const a6 = this.rec8;
     for (let i = 0; i < 16; i++) if (a6[b + i] !== buf[off + i]) return false;
     return true;
   }
 
   /** Copy binding `id`'s CPE IPv6 address into out[off..off+16]. */
   copyIpv6(id: number, out: Uint8Array, off: number): void {
-    const a6 = this.ipv6s;
-    const b = id * 16;
+    const a6 = this.rec8;
+    const b = id * REC_BYTES;
     for (let i = 0; i < 16; i++) out[off + i] = a6[b + i]!;
   }
 
   ipv4Of(id: number): number {
-    return this.ipv4s[id]!;
+    return this.rec32[id * REC + W_IPV4]!;
   }
 
   brOf(id: number): number {
-    return this.brs[id]!;
+    return this.rec32[id * REC + W_BR_MTU]! >>> 16;
   }
 
   mtuOf(id: number): number {
-    return this.mtus[id]!;
+    return this.rec32[id * REC + W_BR_MTU]! & 0xffff;
   }
 
   setMtu(id: number, mtu: number): void {
-    this.mtus[id] = mtu;
+    const w = id * REC + W_BR_MTU;
+    this.rec32[w] = ((this.rec32[w]! & 0xffff0000) | (mtu & 0xffff)) >>> 0;
   }
 
   // ---- control plane -----------------------------------------------------------------------
 
   isLive(id: number): boolean {
-    return id >= 0 && id < this.used && this.live[id] === 1;
+    return id >= 0 && id < this.used && this.live[id] !== FREE;
   }
 
   subscriberOf(id: number): string | undefined {
-    return this.live[id] === 1 ? this.names[id] : undefined;
+    return this.isLive(id) ? this.names[id] : undefined;
   }
 
   portsOf(id: number): PortSet | undefined {
-    return this.live[id] === 1 ? this.sets[id] : undefined;
+    return this.isLive(id) ? this.setOf(id) : undefined;
+  }
+
+  /** The port set of a live binding, rebuilt from its record (control plane only: it allocates). */
+  private setOf(id: number): PortSet {
+    const w = this.rec32[id * REC + W_SET]!;
+    if (this.live[id] === PSID) return new PsidSet(w >>> 24, (w >>> 16) & 0xff, w & 0xffff, { allowSystemPorts: true });
+    return new PortRange(w >>> 16, w & 0xffff, { allowSystemPorts: true });
   }
 
   ipv6Of(id: number): Buffer {
-    return Buffer.from(this.ipv6s.subarray(id * 16, id * 16 + 16));
+    return Buffer.from(this.rec8.subarray(id * REC_BYTES, id * REC_BYTES + 16));
   }
 
   /** Ids of all live bindings, in id order. */
   *ids(): IterableIterator<number> {
-    for (let i = 0; i < this.used; i++) if (this.live[i] === 1) yield i;
+    for (let i = 0; i < this.used; i++) if (this.live[i] !== FREE) yield i;
   }
 
   /** Ids of the bindings of one subscriber name, in the order they were added. */
@@ -241,11 +268,10 @@ export class BindingTable {
     if (b.ipv6.length !== 16) throw new PortSetError(`binding ${b.subscriber}: IPv6 address must be 16 bytes`);
     const clash = this.overlapping(b.ipv4, b.ports);
     if (clash >= 0) {
-      throw new PortSetError(`binding ${b.subscriber}: ports ${b.ports.toString()} overlap subscriber ${this.names[clash]} (${this.sets[clash]!.toString()})`);
+      throw new PortSetError(`binding ${b.subscriber}: ports ${b.ports.toString()} overlap subscriber ${this.names[clash]} (${this.setOf(clash).toString()})`);
     }
     const id = this.freeIds.length > 0 ? this.freeIds.pop()! : this.used++;
     if (id >= this.cap) this.grow();
-    this.live[id] = 1;
     this.names[id] = b.subscriber;
     this.nameAdd(b.subscriber, id);
     this.writeFields(id, b);
@@ -264,10 +290,10 @@ export class BindingTable {
     if (!this.isLive(id)) throw new PortSetError(`binding ${id} does not exist`);
     const clash = this.overlapping(b.ipv4, b.ports, id);
     if (clash >= 0) {
-      throw new PortSetError(`binding ${b.subscriber}: ports ${b.ports.toString()} overlap subscriber ${this.names[clash]} (${this.sets[clash]!.toString()})`);
+      throw new PortSetError(`binding ${b.subscriber}: ports ${b.ports.toString()} overlap subscriber ${this.names[clash]} (${this.setOf(clash).toString()})`);
     }
-    const oldV4 = this.ipv4s[id]!;
-    const oldSet = this.sets[id]!;
+    const oldV4 = this.ipv4Of(id);
+    const oldSet = this.setOf(id);
     const samePorts = oldV4 === b.ipv4 && oldSet.equals(b.ports);
     const sameV6 = this.ipv6Is(id, b.ipv6, 0);
     if (!sameV6) this.unindex6(id);
@@ -286,9 +312,8 @@ export class BindingTable {
   remove(id: number): void {
     if (!this.isLive(id)) return;
     this.unindex6(id);
-    this.clearPorts(id, this.ipv4s[id]!, this.sets[id]!);
-    this.live[id] = 0;
-    this.sets[id] = undefined;
+    this.clearPorts(id, this.ipv4Of(id), this.setOf(id));
+    this.live[id] = FREE;
     this.nameDel(this.names[id]!, id);
     this.names[id] = undefined;
     this.freeIds.push(id);
@@ -296,36 +321,33 @@ export class BindingTable {
     this.onChange?.(id, 'remove');
   }
 
+  /** Fill the record (all but the IPv6 chain) and the set's shape. */
   private writeFields(id: number, b: BindingInput): void {
-    this.ipv6s.set(b.ipv6, id * 16);
-    this.ipv4s[id] = b.ipv4 >>> 0;
-    this.brs[id] = b.br ?? 0;
-    this.mtus[id] = b.mtu ?? 0;
-    this.sets[id] = b.ports;
+    const r = id * REC;
+    this.rec8.set(b.ipv6, id * REC_BYTES);
+    this.rec32[r + W_IPV4] = b.ipv4 >>> 0;
+    this.rec32[r + W_BR_MTU] = (((b.br ?? 0) & 0xffff) << 16 | ((b.mtu ?? 0) & 0xffff)) >>> 0;
+    const ps = b.ports.psid;
+    if (ps !== undefined) {
+      this.live[id] = PSID;
+      this.rec32[r + W_SET] = ((ps.offset << 24) | (ps.length << 16) | ps.id) >>> 0;
+    } else {
+      // Any other set is a contiguous range (PortSet's kinds are 'range' and 'psid').
+      this.live[id] = RANGE;
+      this.rec32[r + W_SET] = ((b.ports.min << 16) | b.ports.max) >>> 0;
+    }
   }
 
   private grow(): void {
     const cap = this.cap * 2;
-    const g8 = (a: Uint8Array, n: number): Uint8Array => {
-      const x = new Uint8Array(n);
-      x.set(a);
-      return x;
-    };
-    this.live = g8(this.live, cap);
-    this.ipv6s = g8(this.ipv6s, cap * 16);
-    const ipv4s = new Uint32Array(cap);
-    ipv4s.set(this.ipv4s);
-    this.ipv4s = ipv4s;
-    const brs = new Uint16Array(cap);
-    brs.set(this.brs);
-    this.brs = brs;
-    const mtus = new Uint16Array(cap);
-    mtus.set(this.mtus);
-    this.mtus = mtus;
-    const next6 = new Int32Array(cap).fill(-1);
-    next6.set(this.next6);
-    this.next6 = next6;
-    this.sets.length = cap;
+    const live = new Uint8Array(cap);
+    live.set(this.live);
+    this.live = live;
+    const buf = new ArrayBuffer(cap * REC_BYTES);
+    new Uint8Array(buf).set(this.rec8);
+    this.rec8 = new Uint8Array(buf);
+    this.rec32 = new Uint32Array(buf);
+    this.rec32s = new Int32Array(buf);
     this.names.length = cap;
     this.cap = cap;
     if (this.h6.length < cap * 2) this.rehash6(pow2AtLeast(cap * 2));
@@ -334,17 +356,18 @@ export class BindingTable {
   // ---- IPv6 index --------------------------------------------------------------------------
 
   private index6(id: number): void {
-    const head = this.lookupIpv6(this.ipv6s, id * 16);
+    const n6 = this.rec32s;
+    const head = this.lookupIpv6(this.rec8, id * REC_BYTES);
     if (head >= 0) {
       // Another binding of the same CPE: chain after the head.
-      this.next6[id] = this.next6[head]!;
-      this.next6[head] = id;
+      n6[id * REC + W_NEXT6] = n6[head * REC + W_NEXT6]!;
+      n6[head * REC + W_NEXT6] = id;
       return;
     }
-    this.next6[id] = NO_BINDING;
+    n6[id * REC + W_NEXT6] = NO_BINDING;
     if ((this.h6Used + 1) * 2 > this.h6.length) this.rehash6(this.h6.length * 2);
     const mask = this.h6.length - 1;
-    let s = hash16(this.ipv6s, id * 16) & mask;
+    let s = hash16(this.rec8, id * REC_BYTES) & mask;
     while (this.h6[s]! > 0) s = (s + 1) & mask;
     if (this.h6[s] === 0) this.h6Used++;
     this.h6[s] = id + 1;
@@ -352,22 +375,24 @@ export class BindingTable {
 
   private unindex6(id: number): void {
     const mask = this.h6.length - 1;
-    let s = hash16(this.ipv6s, id * 16) & mask;
+    const n6 = this.rec32s;
+    const next = (x: number): number => n6[x * REC + W_NEXT6]!;
+    let s = hash16(this.rec8, id * REC_BYTES) & mask;
     for (; this.h6[s] !== 0; s = (s + 1) & mask) {
       const v = this.h6[s]!;
-      if (v > 0 && this.ipv6Is(v - 1, this.ipv6s, id * 16)) break;
+      if (v > 0 && this.ipv6Is(v - 1, this.rec8, id * REC_BYTES)) break;
     }
     const head = this.h6[s]! - 1;
     if (head < 0) return;
     if (head === id) {
-      const nxt = this.next6[id]!;
+      const nxt = next(id);
       this.h6[s] = nxt >= 0 ? nxt + 1 : -1;
     } else {
       let p = head;
-      while (this.next6[p] !== id && this.next6[p]! >= 0) p = this.next6[p]!;
-      if (this.next6[p] === id) this.next6[p] = this.next6[id]!;
+      while (next(p) !== id && next(p) >= 0) p = next(p);
+      if (next(p) === id) n6[p * REC + W_NEXT6] = next(id);
     }
-    this.next6[id] = NO_BINDING;
+    n6[id * REC + W_NEXT6] = NO_BINDING;
   }
 
   private rehash6(size: number): void {
@@ -377,7 +402,7 @@ export class BindingTable {
     const mask = size - 1;
     for (const v of old) {
       if (v <= 0) continue;
-      let s = hash16(this.ipv6s, (v - 1) * 16) & mask;
+      let s = hash16(this.rec8, (v - 1) * REC_BYTES) & mask;
       while (this.h6[s] !== 0) s = (s + 1) & mask;
       this.h6[s] = v;
       this.h6Used++;
@@ -431,7 +456,7 @@ export class BindingTable {
     e.coarse = new Int32Array(BLOCKS).fill(NO_BINDING);
     for (const id of ids) {
       if (id < 0) continue;
-      for (const [first, last] of this.sets[id]!.chunks()) this.fillRange(e, first, last, id);
+      for (const [first, last] of this.setOf(id).chunks()) this.fillRange(e, first, last, id);
     }
     void ipv4;
   }
@@ -477,8 +502,7 @@ export class BindingTable {
 
   /** Memory held by the table's typed arrays, in bytes (for the scale bench and metrics). */
   bytes(): number {
-    let n = this.live.byteLength + this.ipv6s.byteLength + this.ipv4s.byteLength + this.brs.byteLength;
-    n += this.mtus.byteLength + this.next6.byteLength + this.h6.byteLength;
+    let n = this.live.byteLength + this.rec8.byteLength + this.h6.byteLength;
     for (const e of this.addrs.values()) n += (e.coarse?.byteLength ?? 0) + (e.psidIds?.byteLength ?? 0);
     for (const f of this.fine) n += f.byteLength;
     return n;

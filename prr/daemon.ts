@@ -31,7 +31,8 @@ import { loadPrrModel, type PrrModel } from './model.js';
 import type { StaticBinding } from './policy.js';
 
 export interface PrrIo {
-  openTun(name: string): TunDevice;
+  /** rawOutput: send IPv4 through a raw socket in batches ([prr] ipv4_output = raw). */
+  openTun(name: string, opts?: { rawOutput: boolean }): TunDevice;
   openTunnel(bind: string): Tunnel6Socket;
   /** The send-only raw ICMPv6 socket for ICMPv6 errors to CPEs (absent: none are sent). */
   openIcmp6?(bind: string): Icmp6Socket;
@@ -100,8 +101,9 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
   if (!ipv4ForwardingOn()) {
     log.warn('IPv4 forwarding is off on this host (net.ipv4.ip_forward = 0): decapsulated traffic will not reach the Internet; run `sysctl -w net.ipv4.ip_forward=1`');
   }
-  const table = new BindingTable(Math.max(1024, model.bindings.length * 2));
-  const counters = new PrrCounters(table.idLimit + 1024);
+  // Sized for the static bindings plus room to grow (both double when full).
+  const table = new BindingTable(model.bindings.length + 1024);
+  const counters = new PrrCounters(model.bindings.length + 1024);
   table.onChange = (id, what) => {
     if (what === 'add') counters.resetBinding(id);
   };
@@ -119,7 +121,7 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
   let icmp6: Icmp6Socket | undefined;
   try {
     icmp6 = io.openIcmp6?.(brs.length === 1 ? ipv6ToString(brs[0]!, 0) : '::');
-    tun = io.openTun(model.tun);
+    tun = io.openTun(model.tun, { rawOutput: model.ipv4Output === 'raw' });
     // The TUN carries IPv4 only: no link-local IPv6, no router solicitations or MLD into it.
     io.sysctl(`net/ipv6/conf/${tun.name}/disable_ipv6`, '1');
     // The ICMPv4 errors the core makes for Internet hosts come out of the TUN with the PRR's own

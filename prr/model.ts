@@ -36,6 +36,8 @@ export interface PrrModel {
   bindings: StaticBinding[];
   /** TUN device name. */
   tun: string;
+  /** How decapsulated IPv4 is sent: a raw socket in batches, or the TUN ([prr] ipv4_output). */
+  ipv4Output: 'raw' | 'tun';
   /** The shared IPv4 pools (the flat file's one IPv4Shared address is a /32). */
   pools: Ipv4Prefix[];
   /** The IPv4 MTU inside the tunnel, resolved: `[tunnel] mtu`, or `[internal] mtu` - 40. */
@@ -47,6 +49,12 @@ export interface PrrModel {
   controlSocket: string;
   metrics: MetricsSettings;
   logLevel: (typeof LOG_LEVELS)[number];
+  /**
+   * prr.ini's [registration] (for a flat file, the defaults: off): kept here so that starting
+   * registration does not parse the file again (with a million static bindings, that doubled
+   * load time and memory).
+   */
+  registration: PrrConfig['registration'];
 }
 
 const FORMATS = `prr.ini (INI, starting with a [section] such as [prr]) or the 2010 flat file (${LEGACY_KEYS.join(', ')} lines)`;
@@ -71,10 +79,20 @@ export function parsePrrModel(text: string, file: string): PrrModel {
 
 /** Which format `text` is in, by its first meaningful line; a ConfigError when it is neither. */
 export function detectFormat(text: string, file: string): ConfigSource {
-  const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
-  const i = lines.findIndex((l) => !/^\s*([#;].*)?$/.test(l));
-  if (i < 0) throw new ConfigError(`the file has no settings: expected ${FORMATS}`, { file });
-  const first = (lines[i] ?? '').trim();
+  // Line by line up to the first meaningful one (the file may hold a million sections).
+  let i = 0;
+  let first: string | undefined;
+  for (let at = text.charCodeAt(0) === 0xfeff ? 1 : 0; at <= text.length; i++) {
+    let nl = text.indexOf('\n', at);
+    if (nl < 0) nl = text.length;
+    const l = text.slice(at, nl > at && text.charCodeAt(nl - 1) === 13 ? nl - 1 : nl); // as split(/\r?\n/)
+    at = nl + 1;
+    if (!/^\s*([#;].*)?$/.test(l)) {
+      first = l.trim();
+      break;
+    }
+  }
+  if (first === undefined) throw new ConfigError(`the file has no settings: expected ${FORMATS}`, { file });
   if (first.startsWith('[')) return 'ini'; // a malformed header is then reported by the INI loader
   const key = legacyLineKey(first);
   if (key !== undefined && looksLikeLegacyKey(key)) return 'legacy';
@@ -84,13 +102,15 @@ export function detectFormat(text: string, file: string): ConfigSource {
 /** The model of a loaded prr.ini (or of the prr.ini a flat file stands for). */
 export function modelFromConfig(cfg: PrrConfig, source: ConfigSource, file: string): PrrModel {
   const brAddresses = cfg.prr.tunnel_ipv6.map((a) => ipv6Bytes(a));
-  const bindings: StaticBinding[] = [...cfg.subscriber].map(([name, sub]) => ({
-    subscriber: name,
-    ipv6: ipv6Bytes(sub.ipv6),
-    ipv4: sub.shared_ipv4,
-    ports: sub.ports,
-    br: brIndexOf(cfg, sub.br),
-  }));
+  // One slab for every CPE address: a Buffer of its own each costs ~10x its 16 bytes, which a
+  // million static bindings feel.
+  const slab = Buffer.allocUnsafe(16 * cfg.subscriber.size);
+  const bindings: StaticBinding[] = [];
+  for (const [name, sub] of cfg.subscriber) {
+    const at = 16 * bindings.length;
+    ipv6Bytes(sub.ipv6).copy(slab, at);
+    bindings.push({ subscriber: name, ipv6: slab.subarray(at, at + 16), ipv4: sub.shared_ipv4, ports: sub.ports, br: brIndexOf(cfg, sub.br) });
+  }
   return {
     source,
     file,
@@ -103,6 +123,7 @@ export function modelFromConfig(cfg: PrrConfig, source: ConfigSource, file: stri
     },
     bindings,
     tun: cfg.prr.tun,
+    ipv4Output: cfg.prr.ipv4_output,
     pools: cfg.prr.shared_ipv4,
     tunnelMtu: tunnelMtuOf(cfg),
     pmtuTimeout: cfg.tunnel.pmtu_timeout,
@@ -110,6 +131,7 @@ export function modelFromConfig(cfg: PrrConfig, source: ConfigSource, file: stri
     controlSocket: cfg.prr.control_socket,
     metrics: { enabled: cfg.metrics.enabled, listen: cfg.metrics.listen, perSubscriber: cfg.metrics.per_subscriber },
     logLevel: cfg.prr.log_level,
+    registration: cfg.registration,
   };
 }
 

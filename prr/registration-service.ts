@@ -92,7 +92,7 @@ export class Registrar implements RegistrationService {
     }
     let loaded = 0;
     let skipped = 0;
-    for (const row of this.d.store.loadAll()) {
+    for (const row of this.d.store.rows()) {
       try {
         const set = parsePortSet(row.ports, { allowSystemPorts: true });
         this.allocator.reserve(row.ipv4, set);

@@ -3,7 +3,7 @@
  * into the binding table), the registrar and the SSH listener, from prr.ini's [registration].
  * Call it after the static bindings are in the table (their sets are reserved first).
  */
-import { loadPrrConfig, type PrrConfig } from '../common/config/prr.js';
+import type { PrrConfig } from '../common/config/prr.js';
 import type { Logger } from '../common/log.js';
 import type { BindingTable } from './bindings.js';
 import type { PrrModel } from './model.js';
@@ -26,11 +26,11 @@ export interface PrrRegistration {
 }
 
 /**
- * Start registration for `model` when its [registration] says enabled = true (read from the
- * model's prr.ini unless `section` is given; a flat 2010 file has none). Undefined when off.
+ * Start registration for `model` when its [registration] says enabled = true (the model's, as
+ * read from its prr.ini, unless `section` is given; a flat 2010 file has none). Undefined when off.
  */
 export async function startPrrRegistration(model: PrrModel, table: BindingTable, log: Logger, section?: RegistrationSection): Promise<PrrRegistration | undefined> {
-  const reg = section ?? (model.source === 'ini' ? loadPrrConfig(model.file).registration : undefined);
+  const reg = section ?? model.registration;
   if (reg === undefined || !reg.enabled) return undefined;
   const rlog = log.child('registration');
   let keys: Map<string, KeyEntry> = loadAuthorizedKeys(reg.authorized_keys);

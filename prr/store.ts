@@ -80,7 +80,12 @@ export class RegistrationStore {
 
   /** Every row, for the start of the PRR. */
   loadAll(): StoredBinding[] {
-    return this.db.prepare('SELECT fingerprint, subscriber, ipv6, ipv4, ports, expires FROM bindings ORDER BY rowid').all() as StoredBinding[];
+    return [...this.rows()];
+  }
+
+  /** Every row, one at a time: a million rows are not held in memory at once. */
+  rows(): IterableIterator<StoredBinding> {
+    return this.db.prepare('SELECT fingerprint, subscriber, ipv6, ipv4, ports, expires FROM bindings ORDER BY rowid').iterate() as IterableIterator<StoredBinding>;
   }
 
   get(fingerprint: string): StoredBinding | undefined {

@@ -17,7 +17,7 @@ async function start(file: string): Promise<{ prr: Prr; log: Logger }> {
   const loaded = loadPrrModel(file);
   const log = createLogger('prr', loaded.logLevel);
   const prr = await startPrr(loaded, log, {
-    openTun: (name) => openTun({ name }),
+    openTun: (name, opts) => openTun({ name, rawOutput: opts?.rawOutput ?? false }),
     openTunnel: (bind) => openTunnel6({ bind }),
     openIcmp6: (bind) => openIcmp6({ bind }),
     ip: ipCommand,

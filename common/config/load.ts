@@ -31,32 +31,45 @@ const KEY_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** Split INI text into sections and entries, with line numbers. Throws ConfigError on bad syntax. */
 export function scanIni(text: string, file: string): IniSection[] {
-  const sections: IniSection[] = [];
-  const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
-  lines.forEach((raw, i) => {
-    const line = i + 1;
-    const s = raw.trim();
-    if (s === '' || s.startsWith(';') || s.startsWith('#')) return;
+  return [...iniSections(text, file)];
+}
+
+/**
+ * The sections of INI text one at a time, each complete with its entries, as the scan reaches
+ * the next header: a config of a million [subscriber.X] sections is validated section by section
+ * instead of being held whole as lines, entries and sections first (that took gigabytes).
+ */
+function* iniSections(text: string, file: string): Generator<IniSection> {
+  let current: IniSection | undefined;
+  let line = 0;
+  const start = text.charCodeAt(0) === 0xfeff ? 1 : 0;
+  for (let at = start; at <= text.length; ) {
+    let nl = text.indexOf('\n', at);
+    if (nl < 0) nl = text.length;
+    const s = text.slice(at, nl).trim(); // also drops the \r of a CRLF line
+    at = nl + 1;
+    line++;
+    if (s === '' || s.startsWith(';') || s.startsWith('#')) continue;
     if (s.startsWith('[')) {
       const m = /^\[([^\]]*)\]\s*(?:[;#].*)?$/.exec(s);
       if (m === null) throw new ConfigError(`bad section header ${JSON.stringify(s)}: expected [name]`, { file, line });
       const name = (m[1] ?? '').trim();
       if (!SECTION_NAME.test(name)) throw new ConfigError(`bad section name ${JSON.stringify(name)}`, { file, line });
-      sections.push({ name, line, entries: [] });
-      return;
+      if (current !== undefined) yield current;
+      current = { name, line, entries: [] };
+      continue;
     }
     const eq = s.indexOf('=');
     if (eq < 0) throw new ConfigError(`expected "key = value" or "[section]", got ${JSON.stringify(s)}`, { file, line });
     const key = s.slice(0, eq).trim();
-    const current = sections[sections.length - 1];
     if (current === undefined) throw new ConfigError(`key "${key}" is outside any [section]`, { file, line });
     if (key.endsWith('[]')) {
       throw new ConfigError('array keys (key[]) are not used here; write one key with a comma-separated list', { file, line, section: current.name, key });
     }
     if (!KEY_NAME.test(key)) throw new ConfigError(`bad key name ${JSON.stringify(key)}`, { file, line, section: current.name });
     current.entries.push({ key, value: ini.unsafe(s.slice(eq + 1)), line });
-  });
-  return sections;
+  }
+  if (current !== undefined) yield current;
 }
 
 /** Parse and validate INI text; `fileName` is only used in messages and for relative paths. */
@@ -65,15 +78,25 @@ export function parseIniText<S extends Record<string, Keys>, P extends Record<st
   fileName: string,
   schema: Schema<S, P>,
 ): Loaded<S, P> {
-  const scanned = scanIni(text, fileName);
-  const lines = new Map<string, number>(); // "section" and "section\0key" -> line
-  for (const sec of scanned) {
-    lines.set(sec.name, sec.line);
-    for (const e of sec.entries) lines.set(`${sec.name}\0${e.key}`, e.line);
-  }
+  // Line numbers are only needed for an error message: found by scanning again, then.
+  let lines: Map<string, number> | undefined; // "section" and "section\0key" -> line
+  const lineOf = (key: string): number | undefined => {
+    if (lines === undefined) {
+      lines = new Map();
+      try {
+        for (const sec of iniSections(text, fileName)) {
+          lines.set(sec.name, sec.line);
+          for (const e of sec.entries) lines.set(`${sec.name}\0${e.key}`, e.line);
+        }
+      } catch {
+        /* a syntax error further on: the sections before it are the ones an error can be about */
+      }
+    }
+    return lines.get(key);
+  };
   const at: Locator = {
     file: fileName,
-    line: (section, key) => (key === undefined ? undefined : lines.get(`${section}\0${key}`)) ?? lines.get(section),
+    line: (section, key) => (key === undefined ? undefined : lineOf(`${section}\0${key}`)) ?? lineOf(section),
     error: (section, key, reason) => new ConfigError(reason, { file: fileName, line: at.line(section, key), section, key }),
   };
   const ctx: ParseContext = { file: fileName };
@@ -82,7 +105,7 @@ export function parseIniText<S extends Record<string, Keys>, P extends Record<st
   const patternNames = Object.keys(schema.patterns);
   for (const name of patternNames) out[name] = new Map<string, unknown>();
 
-  for (const sec of scanned) {
+  for (const sec of iniSections(text, fileName)) {
     const first = seen.get(sec.name.toLowerCase());
     if (first !== undefined) throw new ConfigError(`section repeated (first at line ${first})`, { file: fileName, line: sec.line, section: sec.name });
     seen.set(sec.name.toLowerCase(), sec.line);

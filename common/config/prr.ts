@@ -110,6 +110,12 @@ const sections = {
     /** The PRR's IPv6 tunnel endpoint (BR) address(es): what CPEs send to. */
     tunnel_ipv6: s.list(s.ipv6(), { required: true, min: 1 }),
     tun: s.ifName({ default: 'prr0' }),
+    /**
+     * How decapsulated IPv4 leaves: `raw` = a raw IPv4 socket, a batch per sendmmsg() (the kernel
+     * routes it as locally generated; what it refuses goes through the TUN); `tun` = one write()
+     * per packet to the TUN, forwarded by the kernel. See common/native/src/raw4.c.
+     */
+    ipv4_output: s.oneOf(['raw', 'tun'] as const, { default: 'raw' }),
     /** Shared IPv4 pools: prefixes or single addresses. */
     shared_ipv4: s.list(s.ipv4Prefix({ allowBare: true }), { required: true, min: 1 }),
     hairpinning: s.bool({ default: true }),

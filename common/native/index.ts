@@ -45,6 +45,8 @@ interface Addon {
     fd: number, slab: Buffer, offs: Int32Array, lens: Int32Array, dsts: Buffer, count: number,
     st: Float64Array, srcs: Buffer | null,
   ): number;
+  raw4Open(sndbuf: number): number;
+  raw4Send(rawFd: number, tunFd: number, slab: Buffer, offs: Int32Array, lens: Int32Array, count: number, st: Float64Array): number;
   pollStart(
     fd: number, kind: 0 | 1, slab: Buffer, slotSize: number, headroom: number, batch: number, lens: Int32Array,
     srcs: Buffer | null, dsts: Buffer | null, st: Float64Array, onBatch: (count: number) => void,
@@ -143,8 +145,20 @@ class NativeTun extends NativePort implements TunDevice {
     fd: number,
     ring: RxRing,
     readonly name: string,
+    /** The raw IPv4 socket packets are sent through (rawOutput), or -1: written to the TUN. */
+    private readonly rawFd: number,
   ) {
     super(fd, ring, `TUN ${name}`);
+  }
+
+  get rawOutput(): boolean {
+    return this.rawFd >= 0;
+  }
+
+  override close(): void {
+    const wasOpen = !this.closed;
+    super.close();
+    if (wasOpen && this.rawFd >= 0) call(`${this.label}: close raw IPv4 socket`, () => native().closeFd(this.rawFd));
   }
 
   protected startPoll(onBatch: (count: number) => void): PollHandle {
@@ -155,6 +169,10 @@ class NativeTun extends NativePort implements TunDevice {
 
   send(tx: TxBatch): number {
     this.checkOpen();
+    if (this.rawFd >= 0) {
+      return call(`${this.label}: sendmmsg raw IPv4`, () =>
+        native().raw4Send(this.rawFd, this.fd, tx.slab, tx.offsets, tx.lens, tx.count, this.counters));
+    }
     return call(`${this.label}: write`, () =>
       native().tunWrite(this.fd, tx.slab, tx.offsets, tx.lens, tx.count, this.counters));
   }
@@ -208,7 +226,16 @@ export function openTun(opts: TunOptions): TunDevice {
   const ring = makeRing(opts, false, `TUN ${opts.name}`);
   const a = native();
   const r = call(`TUN ${opts.name}: open`, () => a.tunOpen(opts.name, opts.multiQueue ?? false));
-  return new NativeTun(r.fd, ring, r.name);
+  let raw = -1;
+  if (opts.rawOutput === true) {
+    try {
+      raw = call(`TUN ${r.name}: raw IPv4 output socket`, () => a.raw4Open(opts.sndbuf ?? DEFAULT_SOCKET_BUFFER));
+    } catch (err) {
+      a.closeFd(r.fd);
+      throw err;
+    }
+  }
+  return new NativeTun(r.fd, ring, r.name, raw);
 }
 
 export const DEFAULT_SOCKET_BUFFER = 4 * 1024 * 1024;

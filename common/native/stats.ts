@@ -22,9 +22,10 @@ export const STAT = {
   pollRestarts: 14, // libuv stopped the poll on POLLERR and it was restarted
   rxSyscalls: 15, // read/readv/recvmmsg calls
   txSyscalls: 16, // write/sendmmsg calls
+  txFallback: 17, // raw IPv4 output refused the packet; it went through the TUN instead
 } as const satisfies Record<keyof IoStats, number>;
 
-export const STATS_COUNT = 17;
+export const STATS_COUNT = 18;
 
 export function newCounters(): Float64Array {
   return new Float64Array(STATS_COUNT);

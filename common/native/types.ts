@@ -55,6 +55,7 @@ export interface IoStats {
   pollRestarts: number;
   rxSyscalls: number;
   txSyscalls: number;
+  txFallback: number;
 }
 
 export interface PacketPort {
@@ -121,6 +122,15 @@ export interface RingOptions {
 export interface TunOptions extends RingOptions {
   name: string; // e.g. 'smap0', 'prr%d'
   multiQueue?: boolean;
+  /**
+   * Send IPv4 packets through a raw IPPROTO_RAW socket, a batch per sendmmsg(), instead of one
+   * write() each to the TUN: the kernel routes them as locally generated packets (output hooks,
+   * no TTL decrement, no fragmentation); any packet it refuses (over the route MTU, unreachable)
+   * is written to the TUN instead (tx_fallback). Receiving is unchanged. See src/raw4.c.
+   */
+  rawOutput?: boolean;
+  /** Send buffer of the raw IPv4 socket, bytes (default 4 MiB). */
+  sndbuf?: number;
 }
 
 export interface Tunnel6Options extends RingOptions {

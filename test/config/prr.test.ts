@@ -47,6 +47,7 @@ t.test('defaults', async (t) => {
       ipv4: 0xc6336401,
       tunnel_ipv6: ['2001:db8:ffff::1'],
       tun: 'prr0',
+      ipv4_output: 'raw',
       shared_ipv4: ['192.0.2.0/30'],
       hairpinning: true,
       allow_system_ports: false,

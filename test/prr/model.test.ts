@@ -1,6 +1,7 @@
 import path from 'node:path';
 import t from 'tap';
 import { formatIpv4, ipv6Bytes } from '../../common/config/values.js';
+import { parsePrrConfig } from '../../common/config/prr.js';
 import { ConfigError } from '../../common/errors.js';
 import { LEGACY_KEYS } from '../../prr/legacy.js';
 import { detectFormat, loadPrrModel, parsePrrModel, summarizeModel, type PrrModel } from '../../prr/model.js';
@@ -70,6 +71,7 @@ t.test('the 2010 flat file: bindings, policy and every default', async (t) => {
       { subscriber: 'cpe2', ipv6: ipv6Bytes('2001:db8:2::2').toString('hex'), ipv4: '192.0.2.100', ports: '11001-12000', br: 0 },
     ],
     tun: 'prr0',
+    ipv4Output: 'raw',
     pools: ['192.0.2.100/32'],
     tunnelMtu: 1460,
     pmtuTimeout: 600,
@@ -77,7 +79,9 @@ t.test('the 2010 flat file: bindings, policy and every default', async (t) => {
     controlSocket: '/run/prr/control.sock',
     metrics: { enabled: true, listen: { host: '127.0.0.1', port: 9150 }, perSubscriber: { mode: 'top', n: 100 } },
     logLevel: 'info',
+    registration: parsePrrConfig('[prr]\nipv4 = 192.0.2.1\ntunnel_ipv6 = 2001:db8::1\nshared_ipv4 = 192.0.2.100\n').registration,
   });
+  t.equal(m.registration.enabled, false, 'a flat file has no registration');
   t.equal(m.bindings[0]?.ports.size, 1001, '10000-11000 is 1001 ports, as in 2010');
   t.equal(m.bindings[0]?.ipv6.length, 16);
   t.equal(summarizeModel(m), '2 subscribers, pool 192.0.2.100/32, tunnel MTU 1460');
@@ -184,7 +188,7 @@ const notConfig: Array<[string, string, string]> = [
   ['a flat-file typo on the first line', 'PrrAddrV5 192.0.2.1\n', 'x.conf:1 PrrAddrV5: unknown key (did you mean PrrAddrV4?)'],
   ['a flat-file error', LEGACY.replace('11001-12000', '10999-12000'), 'x.conf:7 Cpe2PortRange: 10999-12000 overlaps Cpe1PortRange (line 5) 10000-11000'],
   ['a prr.ini error', '[prr]\ntunnel_ipv6 = 2001:db8:ffff::1\nshared_ipv4 = 192.0.2.0/30\n', 'x.conf:1 [prr] ipv4: missing required key'],
-  ['flat keys in a prr.ini', '[prr]\nPrrAddrV4 = 192.0.2.1\n', 'x.conf:2 [prr] PrrAddrV4: unknown key (known: ipv4, tunnel_ipv6, tun, shared_ipv4, hairpinning, allow_system_ports, control_socket, log_level)'],
+  ['flat keys in a prr.ini', '[prr]\nPrrAddrV4 = 192.0.2.1\n', 'x.conf:2 [prr] PrrAddrV4: unknown key (known: ipv4, tunnel_ipv6, tun, ipv4_output, shared_ipv4, hairpinning, allow_system_ports, control_socket, log_level)'],
 ];
 
 t.test('anything else is refused, naming the file and the accepted formats', async (t) => {

@@ -141,6 +141,8 @@ static napi_value init(napi_env env, napi_value exports) {
       {"raw6SetDontFrag", NULL, raw6_set_dont_frag, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pathMtu", NULL, path_mtu, NULL, NULL, NULL, napi_enumerable, NULL},
       {"raw6Send", NULL, raw6_send, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"raw4Open", NULL, raw4_open, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"raw4Send", NULL, raw4_send, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pollStart", NULL, poll_start, NULL, NULL, NULL, napi_enumerable, NULL},
       {"pollStop", NULL, poll_stop, NULL, NULL, NULL, napi_enumerable, NULL},
       {"closeFd", NULL, close_fd, NULL, NULL, NULL, napi_enumerable, NULL},

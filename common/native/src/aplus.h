@@ -7,6 +7,7 @@
  *   tun.c       tunOpen, tunWrite
  *   raw6.c      raw6Open, raw6SetPmtuDisc, raw6SetDontFrag, pathMtu
  *   send.c      raw6Send (sendmmsg)
+ *   raw4.c      raw4Open, raw4Send: IPv4 output in batches, the TUN as fallback
  *   poll.c      pollStart, pollStop: the batched receive loop
  *   errqueue.c  error-queue reports (poller.h is shared by poll.c and errqueue.c)
  */
@@ -39,7 +40,8 @@ enum {
   ST_POLL_RESTARTS = 14,    /* libuv stopped the poll on POLLERR and it was restarted */
   ST_RX_SYSCALLS = 15,      /* read/readv/recvmmsg calls */
   ST_TX_SYSCALLS = 16,      /* write/sendmmsg calls */
-  ST_COUNT = 17
+  ST_TX_FALLBACK = 17,      /* raw IPv4 output refused a packet; written to the TUN instead */
+  ST_COUNT = 18
 };
 
 #define APLUS_MAX_BATCH 1024 /* UIO_MAXIOV: the most sendmmsg/recvmmsg take in one call */
@@ -71,6 +73,8 @@ napi_value raw6_set_pmtu_disc(napi_env env, napi_callback_info info);
 napi_value raw6_set_dont_frag(napi_env env, napi_callback_info info);
 napi_value path_mtu(napi_env env, napi_callback_info info);
 napi_value raw6_send(napi_env env, napi_callback_info info);
+napi_value raw4_open(napi_env env, napi_callback_info info);
+napi_value raw4_send(napi_env env, napi_callback_info info);
 napi_value poll_start(napi_env env, napi_callback_info info);
 napi_value poll_stop(napi_env env, napi_callback_info info);
 

@@ -98,14 +98,7 @@ napi_value raw6_send(napi_env env, napi_callback_info info) {
       memset(sa, 0, sizeof *sa);
       sa->sin6_family = AF_INET6;
       memcpy(&sa->sin6_addr, dsts + 16 * i, 16);
-      s->iovs[m].iov_base = slab + off;
-      s->iovs[m].iov_len = (size_t)len;
-      struct msghdr *h = &s->msgs[m].msg_hdr;
-      memset(h, 0, sizeof *h);
-      h->msg_name = sa;
-      h->msg_namelen = sizeof *sa;
-      h->msg_iov = &s->iovs[m];
-      h->msg_iovlen = 1;
+      struct msghdr *h = state_msg(s, m, sa, sizeof *sa, slab + off, (size_t)len);
       if (srcs != NULL && memcmp(srcs + 16 * i, zero16, 16) != 0) {
         h->msg_control = s->ctrl[m].buf;
         h->msg_controllen = CMSG_SPACE(sizeof(struct in6_pktinfo));
