@@ -9,13 +9,14 @@
  * The PRR is the CPEs' IPv6 router too (each CPE's WAN link ends on it). Each CPE's LAN runs
  * dnsmasq (DHCP only) with the snippet its agent writes (option 26 = the tunnel MTU).
  */
-import type { ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Lab, waitFor, type Host } from './lab.js';
 import { distPath } from './paths.js';
 import { generateEd25519 } from '../../provisioning/keys.js';
+import { wrapCommand, type RunAs } from './unprivileged.js';
 
 export const SHARED = '192.0.2.100';
 export const INET = '198.51.100.2';
@@ -149,7 +150,13 @@ async function started(what: string, child: ChildProcess, output: () => string, 
   }, timeoutMs);
 }
 
-export async function buildSmapLab(tag: string, specs: [CpeSpec, CpeSpec]): Promise<SmapLab> {
+export interface SmapLabOptions {
+  /** Run the PRR and the agents as this user with only these capabilities (test/lab/unprivileged.ts);
+   * the lab's directory is handed to that user first. Default: root. */
+  runAs?: RunAs;
+}
+
+export async function buildSmapLab(tag: string, specs: [CpeSpec, CpeSpec], opts: SmapLabOptions = {}): Promise<SmapLab> {
   const lab = Lab.create(tag);
   const dir = mkdtempSync(join(tmpdir(), `aplus-${tag}-`));
   const destroy = (): void => {
@@ -214,8 +221,11 @@ export async function buildSmapLab(tag: string, specs: [CpeSpec, CpeSpec]): Prom
       ...specs.flatMap((s, i) => s.register !== undefined ? [] : [`[subscriber.cpe${i + 1}]`, `ipv6 = 2001:db8:${i + 1}::2`, `shared_ipv4 = ${SHARED}`, `ports = ${s.ports}`]),
       '',
     ].join('\n'));
+    if (opts.runAs !== undefined) execFileSync('chown', ['-R', `${opts.runAs.uid}:${opts.runAs.gid}`, dir]);
+    const daemon = (h: Host, which: 'prr' | 'smap', config: string): ChildProcess =>
+      h.spawn(...wrapCommand(opts.runAs, process.execPath, [distPath(`${which}/cli.js`), 'run', '--config', config]), { stdio: ['ignore', 'pipe', 'pipe'] });
     const startPrr = async (): Promise<ChildProcess> => {
-      const child = prr.spawn(process.execPath, [distPath('prr/cli.js'), 'run', '--config', prrConfig], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = daemon(prr, 'prr', prrConfig);
       await started('prr', child, collect(child), 'prr: running');
       return child;
     };
@@ -252,7 +262,7 @@ export async function buildSmapLab(tag: string, specs: [CpeSpec, CpeSpec]): Prom
       },
       addWan: (cpe) => cpe.host.addAddress('wan', `${cpe.wan6}/64`),
       startAgent(cpe) {
-        const child = cpe.host.spawn(process.execPath, [distPath('smap/cli.js'), 'run', '--config', cpe.config], { stdio: ['ignore', 'pipe', 'pipe'] });
+        const child = daemon(cpe.host, 'smap', cpe.config);
         cpe.agent = child;
         cpe.log = collect(child);
       },
