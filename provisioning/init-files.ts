@@ -6,7 +6,7 @@
  */
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { UsageError } from '../common/errors.js';
+import { ConfigError, UsageError } from '../common/errors.js';
 import type { OpenSshKeyPair } from './keys.js';
 
 export interface NewFile {
@@ -47,4 +47,17 @@ export function writeNewFiles(files: readonly NewFile[], force: boolean): string
     written.push(f.file);
   }
   return written;
+}
+
+/**
+ * Check a starter config with the daemon's own loader (`parse` throws ConfigError). An error in a
+ * key that a flag set is the flag's fault: it names the flag (`flagOf`: key -> flag).
+ */
+export function checkStarter(parse: () => unknown, flagOf: Record<string, string>): void {
+  try {
+    parse();
+  } catch (err) {
+    const flag = err instanceof ConfigError && err.key !== undefined ? flagOf[err.key] : undefined;
+    throw flag !== undefined ? new UsageError(`${flag}: ${(err as ConfigError).reason}`) : err;
+  }
 }

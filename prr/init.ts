@@ -17,8 +17,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import type { CliIo } from '../common/cli.js';
 import { parsePrrConfig } from '../common/config/prr.js';
-import { ConfigError, UsageError } from '../common/errors.js';
-import { keyPairFiles, writeNewFiles } from '../provisioning/init-files.js';
+import { checkStarter, keyPairFiles, writeNewFiles } from '../provisioning/init-files.js';
 import { generateEd25519 } from '../provisioning/keys.js';
 
 export interface PrrInitOptions {
@@ -89,12 +88,7 @@ const FLAG_OF: Record<string, string> = { ipv4: '--ipv4', tunnel_ipv6: '--tunnel
 export function prrInit(o: PrrInitOptions, force: boolean): string[] {
   const iniFile = path.join(o.dir, 'prr.ini');
   const text = starterPrrIni(o);
-  try {
-    parsePrrConfig(text, iniFile);
-  } catch (err) {
-    if (err instanceof ConfigError && err.key !== undefined && FLAG_OF[err.key] !== undefined) throw new UsageError(`${FLAG_OF[err.key]}: ${err.reason}`);
-    throw err;
-  }
+  checkStarter(() => parsePrrConfig(text, iniFile), FLAG_OF);
   const keyFile = path.join(o.stateDir, 'ssh_host_ed25519_key');
   const pair = generateEd25519('aplus-prr');
   const written = writeNewFiles([

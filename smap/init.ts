@@ -13,8 +13,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import type { CliIo } from '../common/cli.js';
 import { DEFAULT_REGISTRATION_PORT, parseSmapConfig } from '../common/config/smap.js';
-import { ConfigError, UsageError } from '../common/errors.js';
-import { keyPairFiles, writeNewFiles } from '../provisioning/init-files.js';
+import { checkStarter, keyPairFiles, writeNewFiles } from '../provisioning/init-files.js';
 import { generateEd25519 } from '../provisioning/keys.js';
 
 export interface SmapInitOptions {
@@ -71,12 +70,7 @@ const FLAG_OF: Record<string, string> = {
 export function smapInit(o: SmapInitOptions, force: boolean): string[] {
   const iniFile = path.join(o.dir, 'smap.ini');
   const text = starterSmapIni(o);
-  try {
-    parseSmapConfig(text, iniFile);
-  } catch (err) {
-    if (err instanceof ConfigError && err.key !== undefined && FLAG_OF[err.key] !== undefined) throw new UsageError(`${FLAG_OF[err.key]}: ${err.reason}`);
-    throw err;
-  }
+  checkStarter(() => parseSmapConfig(text, iniFile), FLAG_OF);
   const keyFile = path.join(o.stateDir, 'id_ed25519');
   const pair = generateEd25519('smap');
   const written = writeNewFiles([{ file: iniFile, text, mode: 0o644 }, ...keyPairFiles(keyFile, pair)], force);
