@@ -85,6 +85,13 @@ t.test('the PRR and the SMAP run as a non-root user with CAP_NET_ADMIN and CAP_N
       t.ok(m !== null && set.has(Number(m[1])), `curl from ${cpe.lan.short}: seen from ${SHARED}:${m?.[1]}, in ${s.binding!.ports}`);
       const ping = await cpe.lan.exec('ping', ['-c', '2', '-W', '3', INET]);
       t.equal(ping.code, 0, `ping from ${cpe.lan.short} through the tunnel`);
+      // The MTU the agent set on smap0 through `ip` (as nobody): a full-size DF packet passes, one
+      // byte more is answered by the CPE with Fragmentation Needed (README, Troubleshooting).
+      const mtu = s.tunnel.mtu!;
+      const fits = await cpe.lan.exec('ping', ['-c', '1', '-W', '3', '-M', 'do', '-s', String(mtu - 28), INET]);
+      t.equal(fits.code, 0, `${cpe.lan.short}: a ${mtu}-byte DF ping passes`);
+      const over = await cpe.lan.exec('ping', ['-c', '1', '-W', '3', '-M', 'do', '-s', String(mtu - 27), INET]);
+      t.match(over.stdout + over.stderr, new RegExp(`Frag needed and DF set \\(mtu = ${mtu}\\)`), `${cpe.lan.short}: ${mtu + 1} bytes get Frag needed (mtu = ${mtu})`);
     }
     const list = await l.cli(l.prr, 'prr', ['subscribers', 'list', '--config', l.prrConfig]);
     t.match(list.stdout, /cpe1\t2001:db8:1::2\t192\.0\.2\.100/, 'the PRR lists the registrations (root over its control socket)');
