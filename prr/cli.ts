@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { buildProgram, main, type CliIo, type Verb } from '../common/cli.js';
 import { loadPrrModel, summarizeModel } from './model.js';
 import { DEFAULT_CONFIG, runVerb, subscribersVerb } from './verbs.js';
+import { initVerb } from './init.js';
 
 /**
  * `prr check-config [--config FILE]`: load and validate, print a one-line summary. FILE is a
@@ -24,6 +25,6 @@ function checkConfig(program: Command, io: CliIo): void {
     });
 }
 
-const verbs: readonly Verb[] = [checkConfig, runVerb, subscribersVerb];
+const verbs: readonly Verb[] = [checkConfig, runVerb, subscribersVerb, initVerb];
 
 await main(buildProgram('prr', 'A+P Port Range Router: IPv4-in-IPv6 for shared IPv4 addresses', verbs));

@@ -583,7 +583,15 @@ export function systemIo(openTun: SmapIo['openTun'], openTunnel: SmapIo['openTun
       }
     },
     async conntrackTable() {
-      if (existsSync(PROC_CONNTRACK)) return readFile(PROC_CONNTRACK, 'utf8');
+      // The /proc file is 0440 root: an agent running as its own user (systemd unit) reads the
+      // table over netlink with `conntrack -L`, which CAP_NET_ADMIN allows.
+      if (existsSync(PROC_CONNTRACK)) {
+        try {
+          return await readFile(PROC_CONNTRACK, 'utf8');
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EACCES') throw err;
+        }
+      }
       return run('conntrack', ['-L', '-f', 'ipv4']);
     },
     readSysctl(key) {

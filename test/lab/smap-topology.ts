@@ -9,13 +9,14 @@
  * The PRR is the CPEs' IPv6 router too (each CPE's WAN link ends on it). Each CPE's LAN runs
  * dnsmasq (DHCP only) with the snippet its agent writes (option 26 = the tunnel MTU).
  */
-import type { ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Lab, waitFor, type Host } from './lab.js';
 import { distPath } from './paths.js';
 import { generateEd25519 } from '../../provisioning/keys.js';
+import { wrapCommand, type RunAs } from './unprivileged.js';
 
 export const SHARED = '192.0.2.100';
 export const INET = '198.51.100.2';
@@ -175,7 +176,13 @@ export function prrAndInet(lab: Lab): { prr: Host; inet: Host } {
   return { prr, inet };
 }
 
-export async function buildSmapLab(tag: string, specs: [CpeSpec, CpeSpec]): Promise<SmapLab> {
+export interface SmapLabOptions {
+  /** Run the PRR and the agents as this user with only these capabilities (test/lab/unprivileged.ts);
+   * the lab's directory is handed to that user first. Default: root. */
+  runAs?: RunAs;
+}
+
+export async function buildSmapLab(tag: string, specs: [CpeSpec, CpeSpec], opts: SmapLabOptions = {}): Promise<SmapLab> {
   const { lab, dir, destroy } = labWithDir(tag);
   try {
     const { prr, inet } = prrAndInet(lab);
@@ -230,8 +237,11 @@ export async function buildSmapLab(tag: string, specs: [CpeSpec, CpeSpec]): Prom
       ...specs.flatMap((s, i) => s.register !== undefined ? [] : [`[subscriber.cpe${i + 1}]`, `ipv6 = 2001:db8:${i + 1}::2`, `shared_ipv4 = ${SHARED}`, `ports = ${s.ports}`]),
       '',
     ].join('\n'));
+    if (opts.runAs !== undefined) execFileSync('chown', ['-R', `${opts.runAs.uid}:${opts.runAs.gid}`, dir]);
+    const daemon = (h: Host, which: 'prr' | 'smap', config: string, script?: string): ChildProcess =>
+      h.spawn(...wrapCommand(opts.runAs, process.execPath, [script ?? distPath(`${which}/cli.js`), 'run', '--config', config]), { stdio: ['ignore', 'pipe', 'pipe'] });
     const startPrr = async (): Promise<ChildProcess> => {
-      const child = prr.spawn(process.execPath, [distPath('prr/cli.js'), 'run', '--config', prrConfig], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = daemon(prr, 'prr', prrConfig);
       await started('prr', child, collect(child), 'prr: running');
       return child;
     };
@@ -268,7 +278,7 @@ export async function buildSmapLab(tag: string, specs: [CpeSpec, CpeSpec]): Prom
       },
       addWan: (cpe) => cpe.host.addAddress('wan', `${cpe.wan6}/64`),
       startAgent(cpe, script) {
-        const child = cpe.host.spawn(process.execPath, [script ?? distPath('smap/cli.js'), 'run', '--config', cpe.config], { stdio: ['ignore', 'pipe', 'pipe'] });
+        const child = daemon(cpe.host, 'smap', cpe.config, script);
         cpe.agent = child;
         cpe.log = collect(child);
       },
