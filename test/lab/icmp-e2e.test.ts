@@ -12,7 +12,7 @@
 import { join } from 'node:path';
 import t from 'tap';
 import { parsePortSet } from '../../common/portset.js';
-import { labUnavailableReason } from './lab.js';
+import { labUnavailableReason, waitFor } from './lab.js';
 import { capture, FIXTURES, grew, prrAfter, prrStats, prrSubscriber, smapStatus, type PrrStats } from './e2e.js';
 import { buildSmapLab, FAR, FAR_ROUTER, INET, SHARED, type SmapLab } from './smap-topology.js';
 
@@ -93,6 +93,26 @@ t.test('ICMP through the SMAP and the PRR, two CPEs on one shared address', { sk
     t.ok(ports.length === 2 && inSet(0, ports[0]!) !== inSet(0, ports[1]!) && ports.every((p) => inSet(0, p) || inSet(1, p)), `the two probes left from one port of each set: ${ports.join(', ')}`);
     const after = await prrStats(l);
     t.equal(grew(before.global, after.global, 'icmp_relayed'), 2, 'PRR: two ICMP errors relayed by the quoted port');
+  });
+
+  await t.test('a LAN host\'s own Port Unreachable goes back to the Internet sender, from the shared address', async (t) => {
+    // lan1 talks to the echo server from port 4100, then closes the socket; the NAT mapping stays.
+    const once = `import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('', 4100))\ns.settimeout(5)\ns.sendto(b'x', ('${INET}', 7007))\ns.recv(10)`;
+    t.equal((await cpe1.lan.exec('python3', ['-c', once])).code, 0, 'lan1: one echo from port 4100');
+    const peers = JSON.parse((await l.inet.exec('curl', ['-sS', `http://${INET}/udp-peers`])).stdout) as Array<{ addr: string; port: number }>;
+    const port = peers.at(-1)!.port;
+    t.ok(inSet(0, port), `lan1:4100 is ${SHARED}:${port}`);
+    const before = await prrStats(l);
+    const smapBefore = await smapStatus(l, cpe1);
+    const cap = await capture(l.inet, 'eth0', `icmp and src host ${SHARED}`, ['-Q', 'in', '-v']);
+    await l.inet.exec('curl', ['-sS', `http://${INET}/blast?port=${port}&n=1`]);
+    await waitFor('the port unreachable at the Internet host', () => (cap.lines().some((x) => x.includes(`udp port ${port} unreachable`)) ? true : undefined));
+    const lines = (await cap.stop()).join('\n');
+    t.match(lines, new RegExp(`${SHARED} udp port ${port} unreachable`), `${INET} got port ${port} unreachable from ${SHARED}`);
+    t.match(lines, new RegExp(`${INET}\\.7007 > ${SHARED}\\.${port}:`), 'quoting its datagram as it sent it (the CPE un-NATed the quote back)');
+    const after = await prrStats(l);
+    t.same(after.drops6, before.drops6, 'PRR: passed source validation (the quoted port is in CPE 1\'s set)');
+    t.same((await smapStatus(l, cpe1)).counters.drops_out, smapBefore.counters.drops_out, 'cpe1: the error left through the tunnel, nothing dropped');
   });
 
   await t.test('an error inside the IPv6 core (CPE 2 not listening: Parameter Problem) reaches the IPv4 sender as ICMPv4 (RFC 2473 §8)', async (t) => {
