@@ -12,9 +12,10 @@
  * The "port" of a packet is its TCP/UDP/SCTP/DCCP port, the identifier of an ICMP echo, or for
  * an ICMP error the port of the packet it quotes (RFC 7596 §8). In this design the kernel is the
  * IPv4 router on both sides of the TUN: it decrements TTL and answers TTL expiry for traffic it
- * routes, so the core decrements TTL only for hairpinned packets, which never leave the PRR
- * (set `ttlByKernel: false` to have the core act as the IPv4 hop itself, as a stand-alone
- * lwAFTR does; the conformance harness does that).
+ * routes, so the core decrements TTL only for hairpinned packets, which never leave the PRR, and
+ * answers TTL expiry of customers' packets itself (see fromTunnel: the kernel's rate limit
+ * would treat all customers of an address as one). Set `ttlByKernel: false` to have the core
+ * act as the IPv4 hop itself, as a stand-alone lwAFTR does; the conformance harness does that.
  */
 import {
   ICMP4_DEST_UNREACH,
@@ -344,6 +345,12 @@ export class PrrCore {
       return this.icmp6ToCpe(v, Drop.wrong_endpoint, src6, srcOff, dst6, dstOff, buf, off, ip.totalLen);
     }
     if (!t.isShared(ip.dst)) {
+      // The last hop's TTL: answered here, under [internal] icmp_rate_limit, not by the kernel,
+      // whose per-destination limit (icmp_ratelimit: a burst of 6, then 1/s) would count every
+      // customer of a shared address as one peer: traceroutes from two CPEs lose the PRR's hop.
+      if (this.ttlByKernel && ip.ttl <= 1) {
+        return this.icmpToCpe(v, Drop.ttl_expired, id, ip, ICMP4_TIME_EXCEEDED, ICMP4_TTL_EXCEEDED_TRANSIT, 0, buf, off, end);
+      }
       v.action = Action.ToInternet;
       setPacket(v, buf, off, ip.totalLen);
       return;
@@ -451,7 +458,7 @@ export class PrrCore {
   /** Drop with `reason`, and send an ICMPv4 error to the packet's (Internet) source if allowed. */
   private icmpToInternet(v: Verdict, reason: number, ip: Ipv4Header, type: number, code: number, rest: number, buf: Buffer, off: number, end: number): void {
     v.reason = reason;
-    if (!this.mayAnswer(ip, buf, off, end)) return;
+    if (!this.mayAnswer(ip, buf, off, end, false)) return;
     if (!this.policy.external.generateIcmpErrors) {
       this.events.icmpSuppressed++;
       return;
@@ -472,7 +479,7 @@ export class PrrCore {
   /** Drop with `reason`, and send an ICMPv4 error through the tunnel to binding `to`. */
   private icmpToCpe(v: Verdict, reason: number, to: number, ip: Ipv4Header, type: number, code: number, rest: number, buf: Buffer, off: number, end: number): void {
     v.reason = reason;
-    if (!this.mayAnswer(ip, buf, off, end)) return;
+    if (!this.mayAnswer(ip, buf, off, end, true)) return;
     if (!this.policy.internal.generateIcmpErrors) {
       this.events.icmpSuppressed++;
       return;
@@ -533,12 +540,15 @@ export class PrrCore {
     if (type === ICMP4_DEST_UNREACH && code === ICMP4_UNREACH_FRAG_NEEDED) this.events.fragNeeded++;
   }
 
-  /** RFC 1812 §4.3.2.7: no ICMP error about an ICMP error, a non-first fragment, or to a non-unicast source. */
-  private mayAnswer(ip: Ipv4Header, buf: Buffer, off: number, end: number): boolean {
+  /**
+   * RFC 1812 §4.3.2.7: no ICMP error about an ICMP error, a non-first fragment, or to a non-unicast
+   * source; nor toward the Internet about a packet that claims a customer's address as source.
+   */
+  private mayAnswer(ip: Ipv4Header, buf: Buffer, off: number, end: number, toCpe: boolean): boolean {
     if (ip.fragOff !== 0) return false;
     const s = ip.src >>> 24;
     if (ip.src === 0 || s === 127 || s >= 224) return false;
-    if (this.table.isShared(ip.src) && !this.table.isShared(ip.dst)) return false; // from the Internet, claiming to be a customer
+    if (!toCpe && this.table.isShared(ip.src) && !this.table.isShared(ip.dst)) return false;
     if (ip.proto === PROTO_ICMP) {
       const l4 = off + ip.hlen;
       if (l4 + 1 > end) return false;

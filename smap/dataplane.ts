@@ -152,6 +152,7 @@ export class SmapDataplane {
         if (v.reason >= 0) c.dropsIn[v.reason]++;
         continue;
       }
+      if (v.fragment) g[G.fragments_in]++;
       out.offsets[out.count] = v.off;
       out.lens[out.count++] = v.len;
     }

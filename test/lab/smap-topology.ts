@@ -8,6 +8,9 @@
  *                                                                                                    TCP hold/echo, iperf3
  * The PRR is the CPEs' IPv6 router too (each CPE's WAN link ends on it). Each CPE's LAN runs
  * dnsmasq (DHCP only) with the snippet its agent writes (option 26 = the tunnel MTU).
+ *
+ * With `{ far: true }`, a router beyond the PRR and a host behind it (for traceroute):
+ *   prr 203.0.113.1/30 ── 203.0.113.2 rtr 203.0.113.129/25 ── 203.0.113.130 far
  */
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -102,6 +105,19 @@ export interface CpeSpec {
   register?: { fingerprint?: string };
 }
 
+export interface SmapLabOptions {
+  /** Lines appended to prr.ini (e.g. an `[external]` section with a rate limit). */
+  prrIni?: string[];
+  /** Add the router `rtr` and the host `far` beyond the PRR (see the diagram above). */
+  far?: boolean;
+  /** Run the PRR and the agents as this user with only these capabilities (test/lab/unprivileged.ts);
+   * the lab's directory is handed to that user first. Default: root. */
+  runAs?: RunAs;
+}
+
+export const FAR = '203.0.113.130';
+export const FAR_ROUTER = '203.0.113.2';
+
 export interface Cpe {
   host: Host;
   lan: Host;
@@ -119,6 +135,9 @@ export interface SmapLab {
   inet: Host;
   cpes: [Cpe, Cpe];
   prrConfig: string;
+  /** With `far`: the router beyond the PRR, and the host behind it. */
+  rtr?: Host;
+  far?: Host;
   /** With a registering CPE: the PRR's host key fingerprint, and the registration port set size. */
   registration?: { hostKeyFingerprint: string; defaultPorts: number };
   /** Stop the PRR (SIGTERM, waiting for it to exit) and start it again with the same config. */
@@ -151,6 +170,20 @@ export async function started(what: string, child: ChildProcess, output: () => s
   }, timeoutMs);
 }
 
+/** The router and host beyond the PRR. Their ICMP is not rate limited: traceroute sends its probes at once. */
+function farNet(lab: Lab, prr: Host): { rtr: Host; far: Host } {
+  const rtr = lab.host('rtr');
+  const far = lab.host('far');
+  lab.link(prr, rtr, { aDev: 'rtr', bDev: 'prr', a: ['203.0.113.1/30'], b: [`${FAR_ROUTER}/30`] });
+  lab.link(rtr, far, { aDev: 'far', bDev: 'eth0', a: ['203.0.113.129/25'], b: [`${FAR}/25`] });
+  prr.route('203.0.113.128/25', { gw: FAR_ROUTER });
+  rtr.route('default', { gw: '203.0.113.1' });
+  far.route('default', { gw: '203.0.113.129' });
+  rtr.forwarding();
+  for (const h of [rtr, far]) h.sysctl('net.ipv4.icmp_ratelimit', 0);
+  return { rtr, far };
+}
+
 /** A lab, a scratch directory, and one function that removes both. */
 export function labWithDir(tag: string): { lab: Lab; dir: string; destroy: () => void } {
   const lab = Lab.create(tag);
@@ -176,16 +209,11 @@ export function prrAndInet(lab: Lab): { prr: Host; inet: Host } {
   return { prr, inet };
 }
 
-export interface SmapLabOptions {
-  /** Run the PRR and the agents as this user with only these capabilities (test/lab/unprivileged.ts);
-   * the lab's directory is handed to that user first. Default: root. */
-  runAs?: RunAs;
-}
-
 export async function buildSmapLab(tag: string, specs: [CpeSpec, CpeSpec], opts: SmapLabOptions = {}): Promise<SmapLab> {
   const { lab, dir, destroy } = labWithDir(tag);
   try {
     const { prr, inet } = prrAndInet(lab);
+    const beyond = opts.far === true ? farNet(lab, prr) : {};
 
     const registering = specs.some((s) => s.register !== undefined);
     const hostKey = registering ? generateEd25519('prr-host') : undefined;
@@ -235,6 +263,7 @@ export async function buildSmapLab(tag: string, specs: [CpeSpec, CpeSpec], opts:
               `database = ${join(dir, 'registrations.db')}`, `default_ports = ${REG_PORTS}`];
           })()),
       ...specs.flatMap((s, i) => s.register !== undefined ? [] : [`[subscriber.cpe${i + 1}]`, `ipv6 = 2001:db8:${i + 1}::2`, `shared_ipv4 = ${SHARED}`, `ports = ${s.ports}`]),
+      ...(opts.prrIni ?? []),
       '',
     ].join('\n'));
     if (opts.runAs !== undefined) execFileSync('chown', ['-R', `${opts.runAs.uid}:${opts.runAs.gid}`, dir]);
@@ -267,6 +296,7 @@ export async function buildSmapLab(tag: string, specs: [CpeSpec, CpeSpec], opts:
       inet,
       cpes,
       prrConfig,
+      ...beyond,
       ...(hostKey === undefined ? {} : { registration: { hostKeyFingerprint: hostKey.fingerprint, defaultPorts: REG_PORTS } }),
       cli,
       async restartPrr() {

@@ -20,7 +20,6 @@ import {
   TCP_FLAG_SYN,
 } from '../../common/codec/constants.js';
 import { Action, type Verdict } from '../../prr/core.js';
-import { fragmentIpv4 } from '../../common/codec/ipv4frag.js';
 import { DROP_REASON_NAMES, type DropReasonName } from '../../prr/counters.js';
 import {
   BR,
@@ -41,6 +40,7 @@ import {
 } from './helpers/layout.js';
 import {
   echo4,
+  fragment,
   ip6,
   icmpError4,
   ip4,
@@ -148,14 +148,6 @@ const outUdp = (sport: number, o: Partial<Parameters<typeof udp4>[0]> = {}): Buf
 // ---- Internet -> CPE ----------------------------------------------------------------------------
 
 
-/** The fragments of an IPv4 packet for `mtu` (DF must be clear). */
-function fragment(pkt: Buffer, mtu: number): Buffer[] {
-  const out = Array.from({ length: 8 }, () => Buffer.alloc(mtu));
-  const lens: number[] = [];
-  const n = fragmentIpv4(pkt, 0, pkt.length, mtu, out, 0, lens);
-  if (n < 0) throw new Error(`fragmentIpv4: ${n}`);
-  return out.slice(0, n).map((b, i) => b.subarray(0, lens[i]));
-}
 
 t.test('Internet -> CPE: UDP and TCP to a bound port go to that CPE, unchanged', async (t) => {
   const lab = makeLab();
@@ -448,7 +440,7 @@ t.test('CPE -> Internet: a CPE sending from its own set goes out unchanged', asy
     ['cpe1 udp 11000', CPE1, outUdp(11000), lab.cpe1],
     ['cpe2 tcp 11999', CPE2, tcp4({ src: SHARED, dst: INET, sport: 11999, dport: 443, mss: 1420 }), lab.cpe2],
     ['cpe3 psid', CPE3, udp4({ src: SHARED2, dst: INET, sport: CPE3_PORT, dport: 123 }), lab.cpe3],
-    ['cpe1 ttl 1 (the kernel handles TTL)', CPE1, outUdp(10500, { ttl: 1 }), lab.cpe1],
+    ['cpe1 ttl 2 (the kernel decrements it)', CPE1, outUdp(10500, { ttl: 2 }), lab.cpe1],
   ];
   for (const [name, src6, pkt, from] of cases) {
     const v = fromTunnel(lab, src6, pkt);
@@ -456,6 +448,29 @@ t.test('CPE -> Internet: a CPE sending from its own set goes out unchanged', asy
     t.equal(v.from, from, `${name}: from the right binding`);
     t.equal(v.to, -1, `${name}: not to a CPE`);
   }
+});
+
+t.test('CPE -> Internet: TTL 1 or 0 is answered by the core under the internal rate limit, not left to the kernel', async (t) => {
+  const lab = makeLab({ policy: (p) => (p.internal.errorRateLimit = { packets: 2, seconds: 1 }) });
+  for (const [name, src6, pkt, to] of [
+    ['cpe1 udp ttl 1', CPE1, outUdp(10500, { ttl: 1 }), lab.cpe1],
+    ['cpe2 echo ttl 0', CPE2, echo4({ src: SHARED, dst: INET, id: 11500, ttl: 0 }), lab.cpe2],
+  ] as Array<[string, Buffer, Buffer, number]>) {
+    const v = fromTunnel(lab, src6, pkt);
+    t.equal(reasonName(v), 'ttl_expired', `${name}: ttl_expired`);
+    isIcmpError(t, v, Action.ToCpe, SHARED, ICMP4_TIME_EXCEEDED, 0, pkt, name);
+    t.equal(v.to, to, `${name}: back to the sending CPE`);
+    t.equal(v.from, to, `${name}: counted against it`);
+  }
+  const third = fromTunnel(lab, CPE1, outUdp(10501, { ttl: 1 }));
+  t.equal(reasonName(third), 'ttl_expired', 'a third one: still dropped');
+  t.equal(third.action, Action.Drop, 'but not answered: the internal bucket (2/s) is empty');
+  t.equal(lab.core.events.icmpRateLimited, 1, 'counted as rate limited');
+  const err = fromTunnel(lab, CPE1, icmpError4({ src: SHARED, dst: INET, type: 3, code: 3, ttl: 1, quote: udp4({ src: INET, dst: SHARED, sport: 53, dport: 10500 }) }));
+  t.equal(err.generated, false, 'no time exceeded about an ICMP error');
+  const hop = makeLab({ core: { ttlByKernel: false } });
+  const pkt = outUdp(10500, { ttl: 1 });
+  isForward(t, fromTunnel(hop, CPE1, pkt), Action.ToInternet, pkt, 'ttlByKernel false (conformance): unchanged, as before');
 });
 
 t.test('CPE -> Internet: source validation', async (t) => {

@@ -20,6 +20,7 @@ import {
   TCP_OPT_MSS_LEN,
 } from '../../../common/codec/constants.js';
 import { encodeIpv4, newIpv4Header, parseIpv4OrThrow } from '../../../common/codec/ipv4.js';
+import { fragmentIpv4 } from '../../../common/codec/ipv4frag.js';
 import { parseIpv6OrThrow } from '../../../common/codec/ipv6.js';
 import { encodeUdp, newUdpHeader, udpSetChecksum4 } from '../../../common/codec/udp.js';
 import { encodeTcp, newTcpHeader, tcpSetChecksum4 } from '../../../common/codec/tcp.js';
@@ -290,4 +291,13 @@ export function prng(seed: number): () => number {
     x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
     return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/** The fragments of an IPv4 packet for `mtu` (DF must be clear), at most 64. */
+export function fragment(pkt: Buffer, mtu: number): Buffer[] {
+  const out = Array.from({ length: 64 }, () => Buffer.alloc(mtu));
+  const lens: number[] = [];
+  const n = fragmentIpv4(pkt, 0, pkt.length, mtu, out, 0, lens);
+  if (n < 0) throw new Error(`fragmentIpv4: ${n}`);
+  return out.slice(0, n).map((b, i) => b.subarray(0, lens[i]));
 }
