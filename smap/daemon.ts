@@ -35,13 +35,14 @@ import { TUN_QUEUE } from '../common/native/ring.js';
 import { formatIpv6 } from '../common/native/addr6.js';
 import type { TunDevice, Tunnel6Socket } from '../common/native/types.js';
 import { TUNNEL_OVERHEAD } from '../common/codec/constants.js';
-import { flushCommands, portUsage, type PortUsage } from './conntrack.js';
+import { flushCommands, natedFlows, portUsage, type PortUsage } from './conntrack.js';
 import { SmapCore, type SmapBinding } from './core.js';
 import { SmapCounters, type CounterSnapshot } from './counters.js';
 import { SmapDataplane } from './dataplane.js';
 import { smapRegistry } from './metrics.js';
 import { serveMetrics, type MetricsServer } from '../common/metrics-server.js';
-import { removeTableText, renderTable } from './nft.js';
+import { ftpMappingText, removeTableText, renderTable } from './nft.js';
+import { FtpAlg, type FtpAlgSnapshot } from './ftp-alg.js';
 import { linkMtu, monitorAddresses, pickWanAddress } from './wan.js';
 import { bindingOfLease, endpointFromConfig, RegistrationClient } from './registration.js';
 import type { LeaseReply } from '../provisioning/protocol.js';
@@ -66,6 +67,8 @@ export interface SmapIo {
   removeFile(file: string): void;
   /** Call onEvent after IPv6 address changes; returns a stop function. */
   monitorAddresses(onEvent: () => void): () => void;
+  /** SO_ORIGINAL_DST of a redirected connection; without it the FTP ALG does not run. */
+  originalDst?(sock: net.Socket): { address: string; port: number };
 }
 
 export interface SmapStatus {
@@ -78,11 +81,14 @@ export interface SmapStatus {
   lan: { interface: string; prefix: string };
   counters: CounterSnapshot;
   ports_in_use: PortUsage;
+  /** The FTP ALG ([nat] ftp), or null when it is off. */
+  ftp_alg: FtpAlgSnapshot | null;
 }
 
 export interface Smap {
   readonly core: SmapCore;
   readonly counters: SmapCounters;
+  readonly ftpAlg: FtpAlg | undefined;
   /**
    * Resolves when the WAN address is known and the data plane runs (or when stopped while
    * waiting); rejects when bringing it up failed, with everything set up so far undone.
@@ -156,7 +162,9 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
       return undefined;
     }
   };
-  const plan = (): Parameters<typeof renderTable>[0] => ({ tun: tunName, lanPrefix, shared: binding!.shared, ports: binding!.ports, mtu: mtu! });
+  let ftpAlg: FtpAlg | undefined;
+  let ftpProxyPort: number | undefined;
+  const plan = (): Parameters<typeof renderTable>[0] => ({ tun: tunName, lanPrefix, shared: binding!.shared, ports: binding!.ports, mtu: mtu!, ftpProxyPort });
   const flush = (shared: number): void => {
     for (const args of flushCommands(lanPrefix, shared)) io.conntrack(args);
   };
@@ -230,6 +238,7 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
       lan: { interface: cfg.smap.lan_interface, prefix: String(lanPrefix) },
       counters: counters.snapshot(),
       ports_in_use: binding === undefined ? portUsage('', 0) : portUsage(text, binding.shared),
+      ftp_alg: ftpAlg?.snapshot() ?? null,
     };
   };
 
@@ -250,6 +259,28 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
       throw err;
     }
   })();
+
+  // The FTP ALG listens before the table that redirects to it is written.
+  if (cfg.nat.ftp && io.originalDst !== undefined) {
+    const originalDst = io.originalDst;
+    const alg = new FtpAlg({
+      log: log.child('ftp'),
+      lanPrefix,
+      binding: () => binding,
+      io: {
+        originalDst,
+        addMapping: async (m) => io.nft(ftpMappingText('add', m)),
+        removeMapping: async (m) => io.nft(ftpMappingText('delete', m)),
+        portsInUse: async (shared) => new Set([...natedFlows(await io.conntrackTable(), shared)].filter((f) => f.proto === 'tcp').map((f) => f.port)),
+      },
+    });
+    try {
+      ftpProxyPort = await alg.listen();
+      ftpAlg = alg;
+    } catch (err) {
+      log.warn(`FTP ALG cannot listen (${(err as Error).message}): active FTP will not work`);
+    }
+  }
 
   const writeSnippet = (): void => {
     const snippet = cfg.tunnel.dnsmasq_snippet;
@@ -407,6 +438,7 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
   const smap: Smap = {
     core,
     counters,
+    ftpAlg,
     ready,
     wanAddress: () => wan,
     status,
@@ -441,6 +473,7 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
       wake?.();
       await ready.catch(() => undefined);
       if (!failed) cleanup();
+      await ftpAlg?.close();
       await metrics?.close();
       await new Promise<void>((resolve) => control.close(() => resolve()));
       log.info('stopped');
@@ -465,7 +498,7 @@ function run(cmd: string, args: string[], input?: string): string {
 const PROC_CONNTRACK = '/proc/net/nf_conntrack';
 
 /** The SmapIo of a real host: the ip, nft and conntrack tools, /proc/sys. */
-export function systemIo(openTun: SmapIo['openTun'], openTunnel: SmapIo['openTunnel']): SmapIo {
+export function systemIo(openTun: SmapIo['openTun'], openTunnel: SmapIo['openTunnel'], originalDst: (fd: number) => { address: string; port: number }): SmapIo {
   return {
     openTun,
     openTunnel,
@@ -506,5 +539,6 @@ export function systemIo(openTun: SmapIo['openTun'], openTunnel: SmapIo['openTun
     },
     removeFile: (file) => rmSync(file, { force: true }),
     monitorAddresses: (onEvent) => monitorAddresses(onEvent),
+    originalDst: (sock) => originalDst((sock as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1),
   };
 }

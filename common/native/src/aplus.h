@@ -9,6 +9,7 @@
  *   send.c      raw6Send (sendmmsg)
  *   poll.c      pollStart, pollStop: the batched receive loop
  *   errqueue.c  error-queue reports (poller.h is shared by poll.c and errqueue.c)
+ *   sockopt.c   originalDst (SO_ORIGINAL_DST of a redirected TCP connection)
  */
 #ifndef APLUS_NATIVE_H
 #define APLUS_NATIVE_H
@@ -73,6 +74,7 @@ napi_value path_mtu(napi_env env, napi_callback_info info);
 napi_value raw6_send(napi_env env, napi_callback_info info);
 napi_value poll_start(napi_env env, napi_callback_info info);
 napi_value poll_stop(napi_env env, napi_callback_info info);
+napi_value original_dst(napi_env env, napi_callback_info info);
 
 #define ARGS(n)                                                                 \
   size_t argc = (n);                                                            \
