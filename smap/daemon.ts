@@ -426,7 +426,7 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
   // Metrics are not worth a CPE that does not forward: a listener that fails is a warning.
   let metrics: MetricsServer | undefined;
   if (cfg.metrics.enabled) {
-    const registry = smapRegistry({ counters, binding: () => binding ?? { shared: 0, ports: { size: 0 } as SmapBinding['ports'] }, tunnelMtu: () => mtu, conntrackTable: () => io.conntrackTable() });
+    const registry = smapRegistry({ counters, binding: () => binding ?? { shared: 0, ports: { size: 0 } as SmapBinding['ports'] }, tunnelMtu: () => mtu, conntrackTable: () => io.conntrackTable(), ftpAlg: () => ftpAlg?.snapshot() });
     try {
       metrics = await serveMetrics(registry, cfg.metrics.listen);
       log.info(`metrics on http://${formatHostPort(metrics.address)}/metrics`);

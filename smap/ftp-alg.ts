@@ -76,6 +76,8 @@ export interface FtpAlgOptions {
   mappingTimeoutSec?: number;
   maxSessions?: number;
   random?: () => number;
+  /** The server port the redirect catches (21; tests use another). */
+  serverPort?: number;
 }
 
 export const FTP_PORT = 21;
@@ -162,7 +164,7 @@ export class FtpAlg {
       return refuse((err as Error).message);
     }
     const serverAddr = parseIpv4(dst.address);
-    if (serverAddr === undefined || dst.port !== FTP_PORT) return refuse(`original destination ${dst.address}:${dst.port} is not an FTP server`);
+    if (serverAddr === undefined || dst.port !== (this.o.serverPort ?? FTP_PORT)) return refuse(`original destination ${dst.address}:${dst.port} is not an FTP server`);
     this.events[E.sessions]!++;
     this.relay(c, client, serverAddr, dst.port);
   }

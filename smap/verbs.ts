@@ -80,6 +80,9 @@ export function formatStatus(s: SmapStatus): string {
     `counters: ${pairs(s.counters.global)}`,
     `drops to prr: ${pairs(s.counters.drops_out)}`,
     `drops from tunnel: ${pairs(s.counters.drops_in)}`,
+    ...(s.ftp_alg == null
+      ? []
+      : [`ftp alg: ${s.ftp_alg.active_sessions} sessions, ${s.ftp_alg.active_mappings} data mappings; ${pairs(Object.fromEntries(Object.entries(s.ftp_alg.events).filter(([, v]) => v !== 0)))}`]),
     '',
   ].join('\n');
 }
