@@ -175,21 +175,25 @@ export class FtpAlg {
     u.on('error', () => undefined);
     const mine = new Set<number>();
     let connected = false;
-    const end = (): void => {
-      c.destroy();
+    // The session ends when the client's socket closes. Whatever ends it first, the client's side
+    // is ended (not destroyed) so that the last replies still reach it, then closed once flushed.
+    const finish = (last?: string): void => {
+      u.unpipe(c);
+      u.destroy();
+      if (c.writableFinished) return void c.destroy();
+      c.once('finish', () => c.destroy());
+      if (last === undefined) c.end();
+      else c.end(last);
+    };
+    c.on('close', () => {
       u.destroy();
       if (!this.sessions.delete(c)) return;
       for (const p of mine) this.release(p);
-    };
-    c.on('close', end);
+    });
     u.on('close', () => {
-      if (!connected) {
-        this.events[E.upstream_failed]!++;
-        c.end('421 Service not available: the FTP server cannot be reached (smap FTP ALG)\r\n');
-        c.once('finish', end);
-        return;
-      }
-      end();
+      if (connected) return finish();
+      this.events[E.upstream_failed]!++;
+      finish('421 Service not available: the FTP server cannot be reached (smap FTP ALG)\r\n');
     });
     u.once('connect', () => {
       connected = true;
@@ -203,9 +207,8 @@ export class FtpAlg {
       const got = lines.push(chunk);
       if (got === 'too_long') {
         this.events[E.line_too_long]!++;
-        c.end('500 Command line too long (smap FTP ALG)\r\n');
-        u.destroy();
         c.removeAllListeners('data');
+        finish('500 Command line too long (smap FTP ALG)\r\n');
         return;
       }
       for (const line of got) queue = queue.then(() => this.line(line, c, u, client, server, mine));
@@ -220,7 +223,8 @@ export class FtpAlg {
     if (c.destroyed || u.destroyed) return;
     const what = classify(lineText(line));
     if (what.kind === 'other') {
-      u.write(line);
+      // A server that stops reading holds the client back instead of filling our memory.
+      if (!u.write(line)) await new Promise<void>((resolve) => { u.once('drain', resolve); u.once('close', resolve); });
       return;
     }
     if (what.kind === 'bad') {

@@ -15,7 +15,8 @@ import { smapRegistry } from '../../smap/metrics.js';
 const SHARED = parseIpv4('192.0.2.100')!;
 const LOOP = parseIpv4('127.0.0.1')!;
 
-/** A stand-in FTP server: greets, answers "200 ok" to every line, records the lines. */
+/** A stand-in FTP server: greets, answers "200 ok" to every line (QUIT: "221 bye" and close),
+ * records the lines. */
 async function fakeServer(): Promise<{ port: number; lines: string[]; close(): Promise<void> }> {
   const lines: string[] = [];
   const socks = new Set<net.Socket>();
@@ -27,9 +28,11 @@ async function fakeServer(): Promise<{ port: number; lines: string[]; close(): P
     s.on('data', (d) => {
       buf += d.toString('latin1');
       for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-        lines.push(buf.slice(0, nl).replace(/\r$/, ''));
+        const line = buf.slice(0, nl).replace(/\r$/, '');
+        lines.push(line);
         buf = buf.slice(nl + 1);
-        s.write('200 ok\r\n');
+        if (line === 'QUIT') s.end('221 bye\r\n');
+        else s.write('200 ok\r\n');
       }
     });
   });
@@ -165,6 +168,10 @@ t.test('bad lines get a reply and a count, nothing reaches the server, the sessi
   t.same([e.malformed, e.foreign_address, e.unsupported_family, e.line_too_long], [1, 1, 1, 1]);
   const c2 = await r.client();
   t.same(await c2.say('NOOP\r\n'), ['200 ok'], 'a new session works after all that');
+  t.same(await c2.say('QUIT\r\n'), ['221 bye'], "the server's last reply reaches the client before the close");
+  await c2.closed;
+  await new Promise((res) => setTimeout(res, 20));
+  t.equal(r.alg.snapshot().active_sessions, 0, 'both sessions are gone');
 });
 
 t.test('refusals: not from the LAN, no original destination, not the FTP port, nft refuses the mapping', async (t) => {
