@@ -40,12 +40,17 @@ export interface PortUsage {
   flows: number;
 }
 
-/** Count the flows NATed to `shared` in conntrack listing text. Unparsable lines are skipped. */
-export function portUsage(text: string, shared: number): PortUsage {
+/** One flow NATed to the shared address: its protocol, the port of our set it holds (the ICMP echo
+ * id for icmp), and its original destination port. */
+export interface NatedFlow {
+  proto: string;
+  port: number;
+  origDport: number;
+}
+
+/** The flows NATed to `shared` in conntrack listing text. Unparsable lines are skipped. */
+export function* natedFlows(text: string, shared: number): Generator<NatedFlow> {
   const sharedText = formatIpv4(shared);
-  const ports = new Map<string, Set<number>>();
-  const byService = Object.fromEntries(SERVICES.map((s) => [s, 0])) as Record<Service, number>;
-  let flows = 0;
   for (const line of text.split('\n')) {
     const tokens = line.trim().split(/\s+/);
     const proto = tokens.find((w) => /^[a-z][a-z0-9-]*$/.test(w) && w !== 'ipv4' && w !== 'ipv6');
@@ -66,11 +71,21 @@ export function portUsage(text: string, shared: number): PortUsage {
     if (dst[1] !== sharedText) continue;
     const port = Number(proto === 'icmp' ? id[1] : dport[1]);
     if (!Number.isInteger(port)) continue;
+    yield { proto, port, origDport: Number(dport[0]) };
+  }
+}
+
+/** Count the flows NATed to `shared` in conntrack listing text. Unparsable lines are skipped. */
+export function portUsage(text: string, shared: number): PortUsage {
+  const ports = new Map<string, Set<number>>();
+  const byService = Object.fromEntries(SERVICES.map((s) => [s, 0])) as Record<Service, number>;
+  let flows = 0;
+  for (const { proto, port, origDport } of natedFlows(text, shared)) {
     flows++;
     let set = ports.get(proto);
     if (set === undefined) ports.set(proto, (set = new Set()));
     set.add(port);
-    byService[proto === 'icmp' ? 'other' : serviceOf(Number(dport[0]))]++;
+    byService[proto === 'icmp' ? 'other' : serviceOf(origDport)]++;
   }
   const byProtocol: Record<string, number> = { tcp: 0, udp: 0, icmp: 0 };
   for (const [proto, set] of ports) byProtocol[proto] = set.size;

@@ -40,13 +40,14 @@ import { TUN_QUEUE } from '../common/native/ring.js';
 import { formatIpv6 } from '../common/native/addr6.js';
 import type { TunDevice, Tunnel6Socket } from '../common/native/types.js';
 import { TUNNEL_OVERHEAD } from '../common/codec/constants.js';
-import { flushCommands, portUsage, type PortUsage } from './conntrack.js';
+import { flushCommands, natedFlows, portUsage, type PortUsage } from './conntrack.js';
 import { SmapCore, type SmapBinding } from './core.js';
 import { G, SmapCounters, type CounterSnapshot } from './counters.js';
 import { SmapDataplane } from './dataplane.js';
 import { smapRegistry } from './metrics.js';
 import { serveMetrics, type MetricsServer } from '../common/metrics-server.js';
-import { removeTableText, renderTable } from './nft.js';
+import { ftpMappingText, removeTableText, renderTable } from './nft.js';
+import { FtpAlg, type FtpAlgSnapshot } from './ftp-alg.js';
 import { linkMtu, monitorAddresses, pickWanAddress } from './wan.js';
 import { PathMtu } from './pmtu.js';
 import { PMTU_TIMEOUT_RFC_MIN } from '../common/config/schema.js';
@@ -76,6 +77,8 @@ export interface SmapIo {
   monitorAddresses(onEvent: () => void): () => void;
   /** Run an executable (`[tunnel] mtu_hook`); rejects with its first error line. */
   runHook?(file: string, args: string[]): Promise<void>;
+  /** SO_ORIGINAL_DST of a redirected connection; without it the FTP ALG does not run. */
+  originalDst?(sock: net.Socket): { address: string; port: number };
 }
 
 export interface SmapStatus {
@@ -89,11 +92,14 @@ export interface SmapStatus {
   lan: { interface: string; prefix: string };
   counters: CounterSnapshot;
   ports_in_use: PortUsage;
+  /** The FTP ALG ([nat] ftp), or null when it is off. */
+  ftp_alg: FtpAlgSnapshot | null;
 }
 
 export interface Smap {
   readonly core: SmapCore;
   readonly counters: SmapCounters;
+  readonly ftpAlg: FtpAlg | undefined;
   /**
    * Resolves when the WAN address is known and the data plane runs (or when stopped while
    * waiting); rejects when bringing it up failed, with everything set up so far undone.
@@ -181,7 +187,9 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
       return undefined;
     }
   };
-  const plan = (): Parameters<typeof renderTable>[0] => ({ tun: tunName, lanPrefix, shared: binding!.shared, ports: binding!.ports, mtu: mtu! });
+  let ftpAlg: FtpAlg | undefined;
+  let ftpProxyPort: number | undefined;
+  const plan = (): Parameters<typeof renderTable>[0] => ({ tun: tunName, lanPrefix, shared: binding!.shared, ports: binding!.ports, mtu: mtu!, ftpProxyPort });
   const flush = (shared: number): void => {
     for (const args of flushCommands(lanPrefix, shared)) io.conntrack(args);
   };
@@ -262,6 +270,7 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
       lan: { interface: cfg.smap.lan_interface, prefix: String(lanPrefix) },
       counters: counters.snapshot(),
       ports_in_use: binding === undefined ? portUsage('', 0) : portUsage(text, binding.shared),
+      ftp_alg: ftpAlg?.snapshot() ?? null,
     };
   };
 
@@ -282,6 +291,28 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
       throw err;
     }
   })();
+
+  // The FTP ALG listens before the table that redirects to it is written.
+  if (cfg.nat.ftp && io.originalDst !== undefined) {
+    const originalDst = io.originalDst;
+    const alg = new FtpAlg({
+      log: log.child('ftp'),
+      lanPrefix,
+      binding: () => binding,
+      io: {
+        originalDst,
+        addMapping: async (m) => io.nft(ftpMappingText('add', m)),
+        removeMapping: async (m) => io.nft(ftpMappingText('delete', m)),
+        portsInUse: async (shared) => new Set([...natedFlows(await io.conntrackTable(), shared)].filter((f) => f.proto === 'tcp').map((f) => f.port)),
+      },
+    });
+    try {
+      ftpProxyPort = await alg.listen();
+      ftpAlg = alg;
+    } catch (err) {
+      log.warn(`FTP ALG cannot listen (${(err as Error).message}): active FTP will not work`);
+    }
+  }
 
   const writeSnippet = (): void => {
     const snippet = cfg.tunnel.dnsmasq_snippet;
@@ -490,7 +521,7 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
   // Metrics are not worth a CPE that does not forward: a listener that fails is a warning.
   let metrics: MetricsServer | undefined;
   if (cfg.metrics.enabled) {
-    const registry = smapRegistry({ counters, binding: () => binding ?? { shared: 0, ports: { size: 0 } as SmapBinding['ports'] }, tunnelMtu: () => mtu, conntrackTable: () => io.conntrackTable() });
+    const registry = smapRegistry({ counters, binding: () => binding ?? { shared: 0, ports: { size: 0 } as SmapBinding['ports'] }, tunnelMtu: () => mtu, conntrackTable: () => io.conntrackTable(), ftpAlg: () => ftpAlg?.snapshot() });
     try {
       metrics = await serveMetrics(registry, cfg.metrics.listen);
       log.info(`metrics on http://${formatHostPort(metrics.address)}/metrics`);
@@ -502,6 +533,7 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
   const smap: Smap = {
     core,
     counters,
+    ftpAlg,
     ready,
     wanAddress: () => wan,
     status,
@@ -541,6 +573,7 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
       wake?.();
       await ready.catch(() => undefined);
       if (!failed) cleanup();
+      await ftpAlg?.close();
       await metrics?.close();
       await new Promise<void>((resolve) => control.close(() => resolve()));
       log.info('stopped');
@@ -565,7 +598,7 @@ function run(cmd: string, args: string[], input?: string): string {
 const PROC_CONNTRACK = '/proc/net/nf_conntrack';
 
 /** The SmapIo of a real host: the ip, nft and conntrack tools, /proc/sys. */
-export function systemIo(openTun: SmapIo['openTun'], openTunnel: SmapIo['openTunnel']): SmapIo {
+export function systemIo(openTun: SmapIo['openTun'], openTunnel: SmapIo['openTunnel'], originalDst: (fd: number) => { address: string; port: number }): SmapIo {
   return {
     openTun,
     openTunnel,
@@ -622,5 +655,6 @@ export function systemIo(openTun: SmapIo['openTun'], openTunnel: SmapIo['openTun
           reject(new NativeError(`${file} ${args.join(' ')}: ${line.trim()}`));
         });
       }),
+    originalDst: (sock) => originalDst((sock as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1),
   };
 }

@@ -18,6 +18,8 @@
  *   smap_icmp_frag_needed_total, smap_icmp_rate_limited_total   Fragmentation Needed sent to the LAN
  *   smap_tunnel_mtu_bytes                 the IPv4 MTU inside the tunnel (0 until the tunnel is up)
  *   smap_conntrack_up                     1 when the last conntrack read worked
+ *   smap_ftp_alg_events_total{event}      the FTP ALG (smap/ftp-alg.ts): sessions, rewrites, refusals
+ *   smap_ftp_alg_sessions, smap_ftp_alg_mappings   control connections relayed, data mappings waiting
  *   smap_build_info{version,node}
  */
 import { Counter, Gauge, Registry } from 'prom-client';
@@ -25,6 +27,7 @@ import { directionCounters, packageVersion } from '../common/metrics-server.js';
 import type { PortSet } from '../common/portset.js';
 import { portUsage, SERVICES, type PortUsage } from './conntrack.js';
 import { DROP_REASON_NAMES, G, type SmapCounters } from './counters.js';
+import { FTP_EVENT_NAMES, type FtpAlgSnapshot } from './ftp-alg.js';
 
 export interface SmapMetricsSource {
   counters: SmapCounters;
@@ -34,6 +37,8 @@ export interface SmapMetricsSource {
   tunnelMtu(): number | undefined;
   /** The conntrack table as text (/proc/net/nf_conntrack or `conntrack -L`). */
   conntrackTable(): Promise<string>;
+  /** The FTP ALG's counters, when it runs. */
+  ftpAlg?: () => FtpAlgSnapshot | undefined;
 }
 
 export interface SmapMetricsOptions {
@@ -178,6 +183,33 @@ export function smapRegistry(src: SmapMetricsSource, opts: SmapMetricsOptions = 
         this.inc(g[slot]!);
       },
     });
+  }
+  const ftp = src.ftpAlg;
+  if (ftp !== undefined) {
+    new Counter({
+      name: 'smap_ftp_alg_events_total',
+      help: 'FTP ALG events: sessions, PORT/EPRT rewritten, and each kind of refusal',
+      labelNames: ['event'] as const,
+      registers,
+      collect() {
+        this.reset();
+        const snap = ftp();
+        if (snap !== undefined) for (const event of FTP_EVENT_NAMES) this.inc({ event }, snap.events[event]);
+      },
+    });
+    for (const [name, help, key] of [
+      ['smap_ftp_alg_sessions', 'FTP control connections the ALG relays now', 'active_sessions'],
+      ['smap_ftp_alg_mappings', 'FTP data mappings waiting for the server (port of the set -> LAN client)', 'active_mappings'],
+    ] as const) {
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          this.set(ftp()?.[key] ?? 0);
+        },
+      });
+    }
   }
   new Gauge({
     name: 'smap_build_info',

@@ -39,6 +39,18 @@
  * the daemon turns off). Helpers such as nf_nat_ftp open expectations on ports the NAT chooses
  * outside any port set: the reason FTP failed in the 2010 experiment.
  *
+ * With the FTP ALG (smap/ftp-alg.ts, `[nat] ftp = on`), the table also holds its two hooks:
+ *
+ *   map ftp_data {                 <- server . port of our set : LAN client . its port (timeouts)
+ *     type ipv4_addr . inet_service : ipv4_addr . inet_service; flags timeout;
+ *   }
+ *   chain prerouting {
+ *     type nat hook prerouting priority dstnat; policy accept;
+ *     iifname "smap0" ip daddr 192.0.2.1 meta l4proto tcp dnat ip to ip saddr . tcp dport map @ftp_data
+ *     iifname != "smap0" ip saddr 192.168.1.0/24 ip daddr != 192.168.1.0/24 fib daddr type != local
+ *       tcp dport 21 redirect to :PROXY     <- the LAN's FTP control connections, to the ALG
+ *   }
+ *
  * The MSS clamp holds both directions: our SYN tells the server what to send us, its SYN-ACK
  * tells the LAN host what to send; either must fit the tunnel MTU less 40 (IPv4 + TCP headers).
  */
@@ -55,7 +67,12 @@ export interface NatPlan {
   ports: PortSet;
   /** The tunnel MTU: TCP MSS is clamped to mtu - 40. */
   mtu: number;
+  /** The FTP ALG's local port, when it runs. */
+  ftpProxyPort?: number | undefined;
 }
+
+/** The map of the FTP ALG's data-connection mappings. */
+export const FTP_MAP = 'ftp_data';
 
 const IPV4_TCP_HEADERS = 40;
 
@@ -88,6 +105,7 @@ export function renderTable(p: NatPlan): string {
     `\t\toifname ${tun} icmp type echo-request snat ip to ${to}`,
     `\t\toifname ${tun} snat ip to ${formatIpv4(p.shared)}`,
     '\t}',
+    ...ftpLines(p),
     '\tchain forward {',
     '\t\ttype filter hook forward priority mangle; policy accept;',
     `\t\toifname ${tun} ip saddr != ${p.lanPrefix} counter drop`,
@@ -98,6 +116,29 @@ export function renderTable(p: NatPlan): string {
     '}',
     '',
   ].join('\n');
+}
+
+function ftpLines(p: NatPlan): string[] {
+  if (p.ftpProxyPort === undefined) return [];
+  const tun = JSON.stringify(p.tun);
+  return [
+    `\tmap ${FTP_MAP} {`,
+    '\t\ttype ipv4_addr . inet_service : ipv4_addr . inet_service',
+    '\t\tflags timeout',
+    '\t}',
+    '\tchain prerouting {',
+    '\t\ttype nat hook prerouting priority dstnat; policy accept;',
+    `\t\tiifname ${tun} ip daddr ${formatIpv4(p.shared)} meta l4proto tcp dnat ip to ip saddr . tcp dport map @${FTP_MAP}`,
+    `\t\tiifname != ${tun} ip saddr ${p.lanPrefix} ip daddr != ${p.lanPrefix} fib daddr type != local tcp dport 21 redirect to :${p.ftpProxyPort}`,
+    '\t}',
+  ];
+}
+
+/** One FTP data mapping in @ftp_data: `add` with its timeout, or `delete`. */
+export function ftpMappingText(op: 'add' | 'delete', m: { server: number; port: number; client: number; clientPort: number; timeoutSec: number }): string {
+  const key = `${formatIpv4(m.server)} . ${m.port}`;
+  const element = op === 'add' ? `${key} timeout ${m.timeoutSec}s : ${formatIpv4(m.client)} . ${m.clientPort}` : key;
+  return `${op} element ip ${TABLE} ${FTP_MAP} { ${element} }\n`;
 }
 
 /** `nft -f` input that removes the table, whether or not it exists. */

@@ -7,7 +7,7 @@ import type { CliIo } from '../common/cli.js';
 import { loadSmapConfig } from '../common/config/smap.js';
 import { controlRequest, ControlError } from '../common/control.js';
 import { createLogger } from '../common/log.js';
-import { openTun, openTunnel6 } from '../common/native/index.js';
+import { openTun, openTunnel6, originalDst } from '../common/native/index.js';
 import { startSmap, systemIo, type SmapStatus } from './daemon.js';
 
 export const DEFAULT_CONFIG = '/etc/smap/smap.ini';
@@ -24,7 +24,7 @@ export function runVerb(program: Command, io: CliIo): void {
     .action(async (opts: { config: string }) => {
       const cfg = loadSmapConfig(opts.config);
       const log = createLogger('smap', cfg.smap.log_level);
-      const smap = await startSmap(cfg, opts.config, log, systemIo((name) => openTun({ name }), (bind) => openTunnel6({ bind })));
+      const smap = await startSmap(cfg, opts.config, log, systemIo((name) => openTun({ name }), (bind) => openTunnel6({ bind }), originalDst));
       let stopped = false;
       const stopped$ = new Promise<void>((resolve) => {
         const stop = (): void => {
@@ -80,6 +80,9 @@ export function formatStatus(s: SmapStatus): string {
     `counters: ${pairs(s.counters.global)}`,
     `drops to prr: ${pairs(s.counters.drops_out)}`,
     `drops from tunnel: ${pairs(s.counters.drops_in)}`,
+    ...(s.ftp_alg == null
+      ? []
+      : [`ftp alg: ${s.ftp_alg.active_sessions} sessions, ${s.ftp_alg.active_mappings} data mappings; ${pairs(Object.fromEntries(Object.entries(s.ftp_alg.events).filter(([, v]) => v !== 0)))}`]),
     '',
   ].join('\n');
 }

@@ -5,6 +5,7 @@
  *   [tunnel]         mtu, and the dnsmasq snippet that gives the LAN that MTU (DHCP option 26)
  *   [static]         a binding given by hand: shared IPv4, port set, PRR IPv6 address
  *   [registration]   or a binding obtained from the PRR over SSH
+ *   [nat]            application-level gateways: ftp (the SMAP's own, port-set aware FTP ALG)
  *   [metrics]        Prometheus listener
  *
  * Cross-field rules, checked at load: [static] is all three keys or none; [registration] needs the
@@ -52,6 +53,10 @@ const sections = {
     prr_port: s.int({ min: 1, max: 65535, default: DEFAULT_REGISTRATION_PORT }),
     host_key_fingerprint: s.str({ pattern: FINGERPRINT, expect: 'an OpenSSH host key fingerprint (SHA256: and 43 base64 characters)' }),
     key_file: s.filePath({ default: '/etc/smap/id_ed25519' }),
+  },
+  nat: {
+    /** Active FTP through the port set (smap/ftp-alg.ts); off leaves port 21 to plain SNAT (passive only). */
+    ftp: s.bool({ default: true }),
   },
   metrics: {
     enabled: s.bool({ default: true }),

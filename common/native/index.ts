@@ -54,6 +54,7 @@ interface Addon {
   ): PollHandle;
   pollStop(h: PollHandle): boolean;
   closeFd(fd: number): void;
+  originalDst(fd: number): { address: string; port: number };
   statsCount: number;
 }
 
@@ -297,4 +298,12 @@ export function openIcmp6(opts: Icmp6Options): Icmp6Socket {
   const a = native();
   const fd = call(`icmp6 [${opts.bind}]: open`, () => a.raw6Open(any ? null : addr, 0, opts.sndbuf ?? DEFAULT_SOCKET_BUFFER, 58));
   return new NativeIcmp6(fd, formatIpv6(addr));
+}
+
+/**
+ * Where a TCP connection that nftables redirected to one of our listeners was going (its original
+ * destination, SO_ORIGINAL_DST). `fd` is the accepted socket's descriptor.
+ */
+export function originalDst(fd: number): { address: string; port: number } {
+  return call('SO_ORIGINAL_DST', () => native().originalDst(fd));
 }

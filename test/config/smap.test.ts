@@ -27,6 +27,8 @@ t.test('defaults, with a static binding', async (t) => {
   t.same(cfg.tunnel, { mtu: 'auto', pmtu_timeout: 600, dnsmasq_snippet: undefined });
   t.same(cfg.registration, { prr_host: undefined, prr_port: 2222, host_key_fingerprint: undefined, key_file: '/etc/smap/id_ed25519' });
   t.same(cfg.metrics, { enabled: true, listen: { host: '127.0.0.1', port: 9151 } });
+  t.same(cfg.nat, { ftp: true }, 'the FTP ALG is on by default');
+  t.same(parseSmapConfig(`${STATIC}[nat]\nftp = off\n`, '/etc/smap/smap.ini').nat, { ftp: false });
   t.equal(summarizeSmap(cfg), 'static 192.0.2.1 ports 10000-11000 via 2001:db8:ffff::1, wan eth1, lan br-lan 192.168.1.0/24');
   const rel = parseSmapConfig(`[smap]\nwan_interface = wan\n[registration]\nprr_host = prr.example.net\nhost_key_fingerprint = ${FP}\nkey_file = id\n`, '/etc/smap/smap.ini');
   t.equal(rel.registration.key_file, '/etc/smap/id');
@@ -50,6 +52,7 @@ const errors: Array<[string, string, string]> = [
   ['bad lan prefix', '[smap]\nwan_interface = wan\nlan_prefix = 192.168.1.1/24\n',
     'smap.ini:3 [smap] lan_prefix: host bits are set in 192.168.1.1/24 (did you mean 192.168.1.0/24?)'],
   ['bad port', `${STATIC}[registration]\nprr_port = 0\n`, 'smap.ini:8 [registration] prr_port: expected an integer 1..65535, got "0"'],
+  ['bad ftp switch', `${STATIC}[nat]\nftp = maybe\n`, 'smap.ini:8 [nat] ftp: expected true or false, got "maybe"'],
   ['typo', '[smap]\nwan_interfce = wan\n', 'smap.ini:2 [smap] wan_interfce: unknown key (did you mean wan_interface?)'],
 ];
 

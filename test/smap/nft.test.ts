@@ -1,7 +1,7 @@
 import t from 'tap';
 import { Ipv4Prefix } from '../../common/config/values.js';
 import { parsePortSet } from '../../common/portset.js';
-import { removeTableText, renderTable, snatTarget } from '../../smap/nft.js';
+import { ftpMappingText, removeTableText, renderTable, snatTarget } from '../../smap/nft.js';
 
 const SHARED = 0xc0000264; // 192.0.2.100
 const lan = new Ipv4Prefix(0xc0a80100, 24);
@@ -38,4 +38,17 @@ t.test('the table: atomic replace, SNAT for TCP/UDP/echo, LAN only, MSS clamp bo
   t.match(text, 'iifname "smap0" tcp flags syn tcp option maxseg size > 1420 tcp option maxseg size set 1420');
   t.notMatch(text, /helper/, 'no conntrack helper');
   t.equal(removeTableText(), 'table ip smap\ndelete table ip smap\n');
+});
+
+t.test('with the FTP ALG: the data map, the DNAT from the tunnel, the redirect of the LAN to port 21', async (t) => {
+  const plain = renderTable({ tun: 'smap0', lanPrefix: lan, shared: SHARED, ports: parsePortSet('10000-11000'), mtu: 1460 });
+  t.notMatch(plain, /ftp_data|redirect|prerouting/, 'without the ALG: none of it');
+  const text = renderTable({ tun: 'smap0', lanPrefix: lan, shared: SHARED, ports: parsePortSet('10000-11000'), mtu: 1460, ftpProxyPort: 40123 });
+  t.match(text, '\tmap ftp_data {\n\t\ttype ipv4_addr . inet_service : ipv4_addr . inet_service\n\t\tflags timeout\n\t}\n');
+  t.match(text, '\t\ttype nat hook prerouting priority dstnat; policy accept;\n');
+  t.match(text, '\t\tiifname "smap0" ip daddr 192.0.2.100 meta l4proto tcp dnat ip to ip saddr . tcp dport map @ftp_data\n');
+  t.match(text, '\t\tiifname != "smap0" ip saddr 192.168.1.0/24 ip daddr != 192.168.1.0/24 fib daddr type != local tcp dport 21 redirect to :40123\n');
+  const m = { server: 0xc6336402, port: 10005, client: 0xc0a80102, clientPort: 40000, timeoutSec: 60 };
+  t.equal(ftpMappingText('add', m), 'add element ip smap ftp_data { 198.51.100.2 . 10005 timeout 60s : 192.168.1.2 . 40000 }\n');
+  t.equal(ftpMappingText('delete', m), 'delete element ip smap ftp_data { 198.51.100.2 . 10005 }\n');
 });

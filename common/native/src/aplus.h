@@ -10,6 +10,7 @@
  *   raw4.c      raw4Open, raw4Send: IPv4 output in batches, the TUN as fallback
  *   poll.c      pollStart, pollStop: the batched receive loop
  *   errqueue.c  error-queue reports (poller.h is shared by poll.c and errqueue.c)
+ *   sockopt.c   originalDst (SO_ORIGINAL_DST of a redirected TCP connection)
  */
 #ifndef APLUS_NATIVE_H
 #define APLUS_NATIVE_H
@@ -77,6 +78,7 @@ napi_value raw4_open(napi_env env, napi_callback_info info);
 napi_value raw4_send(napi_env env, napi_callback_info info);
 napi_value poll_start(napi_env env, napi_callback_info info);
 napi_value poll_stop(napi_env env, napi_callback_info info);
+napi_value original_dst(napi_env env, napi_callback_info info);
 
 #define ARGS(n)                                                                 \
   size_t argc = (n);                                                            \
