@@ -21,6 +21,7 @@ import { ipv6ToString } from '../common/codec/ipv6.js';
 import { BindingTable } from './bindings.js';
 import { servePrrControl } from './control.js';
 import { startPrrRegistration, type PrrRegistration } from './registration-start.js';
+import { registrationMetrics } from './metrics-registration.js';
 import { PrrCore } from './core.js';
 import { PrrCounters } from './counters.js';
 import { PrrDataplane } from './dataplane.js';
@@ -177,6 +178,7 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
       { table, counters, pools: model.pools, allowSystemPorts: model.allowSystemPorts },
       { perSubscriber: model.metrics.perSubscriber },
     );
+    if (registration !== undefined) registrationMetrics(registry, { counters: registration.server.counters, registered: () => registration!.registrar.registered });
     try {
       metrics = await serveMetrics(registry, model.metrics.listen);
       log.info(`metrics on http://${formatHostPort(metrics.address)}/metrics`);

@@ -111,6 +111,11 @@ export class Registrar implements RegistrationService {
     return { loaded, skipped };
   }
 
+  /** Registered bindings now in the table. */
+  get registered(): number {
+    return this.ids.size;
+  }
+
   /** register --ipv6 ADDR [--ports N] */
   register(peer: Peer, req: RegisterRequest): LeaseReply {
     const key = this.keyOf(peer);

@@ -40,6 +40,7 @@ import { SmapCore, type SmapBinding } from './core.js';
 import { SmapCounters, type CounterSnapshot } from './counters.js';
 import { SmapDataplane } from './dataplane.js';
 import { smapRegistry } from './metrics.js';
+import { smapRegistrationMetrics } from './metrics-registration.js';
 import { serveMetrics, type MetricsServer } from '../common/metrics-server.js';
 import { removeTableText, renderTable } from './nft.js';
 import { linkMtu, monitorAddresses, pickWanAddress } from './wan.js';
@@ -396,6 +397,13 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
   let metrics: MetricsServer | undefined;
   if (cfg.metrics.enabled) {
     const registry = smapRegistry({ counters, binding: () => binding ?? { shared: 0, ports: { size: 0 } as SmapBinding['ports'] }, tunnelMtu: () => mtu, conntrackTable: () => io.conntrackTable() });
+    if (registering) {
+      smapRegistrationMetrics(registry, {
+        state: () => regState,
+        leaseEndsAt: () => (lease === undefined ? undefined : lease.at + lease.reply.lease_seconds * 1000),
+        counts: () => client?.counts ?? { ok: 0, failed: 0, host_key_mismatch: 0 },
+      });
+    }
     try {
       metrics = await serveMetrics(registry, cfg.metrics.listen);
       log.info(`metrics on http://${formatHostPort(metrics.address)}/metrics`);
