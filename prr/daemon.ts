@@ -147,6 +147,7 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
 
   const inPool = (ipv4: number): boolean => model.pools.some((p) => p.contains(ipv4));
   let control: net.Server | undefined;
+  let registration: PrrRegistration | undefined;
   try {
     control = await servePrrControl(model.controlSocket, {
       table,
@@ -155,6 +156,7 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
       portOptions: { allowSystemPorts: model.allowSystemPorts },
       inPool,
       log,
+      registration: () => registration && { reloadKeys: () => registration!.reloadKeys(), releaseByName: (name) => registration!.registrar.releaseByName(name) },
     });
   } catch (err) {
     dataplane.stop();
@@ -162,7 +164,6 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
   }
   // Metrics are not worth a PRR that does not forward: a listener that fails is a warning.
   // SSH registration ([registration] enabled): its stored bindings go into the table now.
-  let registration: PrrRegistration | undefined;
   try {
     registration = await startPrrRegistration(model, table, log);
   } catch (err) {

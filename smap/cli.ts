@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { buildProgram, main, type CliIo, type Verb } from '../common/cli.js';
 import { loadSmapConfig, summarizeSmap } from '../common/config/smap.js';
-import { runVerb, statusVerb } from './verbs.js';
+import { registerVerb, runVerb, statusVerb } from './verbs.js';
 
 export const DEFAULT_CONFIG = '/etc/smap/smap.ini';
 
@@ -22,6 +22,6 @@ function checkConfig(program: Command, io: CliIo): void {
     });
 }
 
-const verbs: readonly Verb[] = [checkConfig, runVerb, statusVerb];
+const verbs: readonly Verb[] = [checkConfig, runVerb, statusVerb, registerVerb];
 
 await main(buildProgram('smap', 'A+P CPE agent: NAT into a port set, IPv4-in-IPv6 tunnel to the PRR', verbs));

@@ -11,7 +11,8 @@
  *   4. the data plane starts.
  *
  * The binding comes from `[static]`; `reload()` (SIGHUP) re-reads it and applies a change in
- * place: new table, flushed conntrack, new tunnel endpoint. On stop the TUN closes (its routes
+ * place: new table, flushed conntrack, new tunnel endpoint (with [registration], SIGHUP registers
+ * again at once instead). On stop the TUN closes (its routes
  * go with it), the table and the snippet are removed.
  *
  * With `[registration]` instead, the agent starts with no binding: once the WAN address is known
@@ -238,7 +239,14 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
   try {
     control = await serveControl(cfg.smap.control_socket, async (req) => {
       if (req['cmd'] === 'status') return { ok: true, ...(await status()) };
-      throw new Error(`unknown command ${JSON.stringify(req['cmd'])}: expected status`);
+      if (req['cmd'] === 'register') {
+        // `smap register`: ask the PRR now; the reply is the status once the answer is applied.
+        if (!registering) throw new Error(`this agent takes its binding from [static] in ${file}`);
+        if (client === undefined) throw new Error(`not registering yet: ${wanIf} has no global IPv6 address`);
+        await client.refresh();
+        return { ok: true, ...(await status()) };
+      }
+      throw new Error(`unknown command ${JSON.stringify(req['cmd'])}: expected status or register`);
     });
   } catch (err) {
     throw new ConfigError(`cannot listen: ${(err as Error).message}`, { file, section: 'smap', key: 'control_socket' });
@@ -431,7 +439,9 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
     },
     reload() {
       if (registering) {
-        log.info(`reload: the binding comes from registration; nothing to re-read`);
+        // The binding is the PRR's: ask it now rather than at the next renewal.
+        log.info('reload: the binding comes from registration; registering again now');
+        void client?.refresh();
         return false;
       }
       const next = staticBinding(loadSmapConfig(file), file);

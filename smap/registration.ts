@@ -208,6 +208,11 @@ export class RegistrationClient {
     return this.run();
   }
 
+  /** Ask the PRR again now (SIGHUP, `smap register`): a changed binding is applied at once. */
+  refresh(): Promise<void> {
+    return this.run();
+  }
+
   stop(): void {
     this.stopped = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
