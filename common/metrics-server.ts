@@ -92,3 +92,16 @@ export function directionCounters(
     });
   }
 }
+
+/** A counter without labels whose value is `read()` at scrape time. */
+export function scrapedCounter(registers: Registry[], name: string, help: string, read: () => number): void {
+  new Counter({
+    name,
+    help,
+    registers,
+    collect() {
+      this.reset();
+      this.inc(read());
+    },
+  });
+}

@@ -8,7 +8,9 @@
  *   {"cmd":"show","name":NAME}               -> {"ok":true,"subscriber":Sub}
  *   {"cmd":"bind","name":NAME,"ipv6":A,"ipv4":A,"ports":SET[,"br":A]}
  *                                            -> {"ok":true,"subscriber":Sub,"created":bool}
- *   {"cmd":"release","name":NAME}            -> {"ok":true,"released":N}
+ *   {"cmd":"release","name":NAME}            -> {"ok":true,"released":N}   (a registered binding
+ *                                               also leaves the store: its set is freed)
+ *   {"cmd":"reload_keys"}                    -> {"ok":true,"keys":N}   (re-read authorized_keys)
  *   {"cmd":"stats"}                          -> {"ok":true,"global":{..},"drops4":{..},"drops6":{..},"bindings":N}
  * Errors: {"ok":false,"error":"one line"}.
  *   Sub = {name, ipv6, ipv4, ports, psid?, br, mtu, from_cpe_packets, from_cpe_bytes,
@@ -33,6 +35,16 @@ export interface ControlContext {
   /** Shared pools: a bound address must lie in one. */
   inPool: (ipv4: number) => boolean;
   log: Logger;
+  /** The registration server, once it runs ([registration] enabled). */
+  registration?: () => RegistrationControl | undefined;
+}
+
+/** What the control socket asks of the registration server. */
+export interface RegistrationControl {
+  /** Re-read the authorized-keys file; the number of keys. Throws ConfigError naming file:line. */
+  reloadKeys(): number;
+  /** Release the registered binding of this subscriber (store, table, set); false if none. */
+  releaseByName(name: string): boolean;
 }
 
 export { ControlError };
@@ -125,15 +137,23 @@ export function handleControl(ctx: ControlContext, req: Record<string, unknown>)
     case 'release': {
       const name = str(req, 'name');
       const ids = t.findSubscriber(name);
-      if (ids.length === 0) throw new ControlError(`no subscriber named "${name}"`);
-      for (const id of ids) t.remove(id);
-      ctx.log.info(`binding released: ${name}`);
-      return { ok: true, released: ids.length };
+      const registered = ctx.registration?.()?.releaseByName(name) ?? false;
+      if (ids.length === 0 && !registered) throw new ControlError(`no subscriber named "${name}"`);
+      for (const id of t.findSubscriber(name)) t.remove(id);
+      ctx.log.info(`binding released: ${name}${registered ? ' (registered: its set is freed)' : ''}`);
+      return { ok: true, released: Math.max(ids.length, 1) };
+    }
+    case 'reload_keys': {
+      const reg = ctx.registration?.();
+      if (reg === undefined) throw new ControlError('registration is not enabled on this PRR ([registration] enabled = true)');
+      const keys = reg.reloadKeys();
+      ctx.log.info(`authorized keys re-read: ${keys} keys`);
+      return { ok: true, keys };
     }
     case 'stats':
       return { ok: true, bindings: t.size, ...ctx.counters.snapshot() };
     default:
-      throw new ControlError(`unknown command ${JSON.stringify(req['cmd'])}: expected list, show, bind, release or stats`);
+      throw new ControlError(`unknown command ${JSON.stringify(req['cmd'])}: expected list, show, bind, release, reload_keys or stats`);
   }
 }
 

@@ -22,6 +22,7 @@ import { ipv6ToString } from '../common/codec/ipv6.js';
 import { BindingTable } from './bindings.js';
 import { servePrrControl } from './control.js';
 import { startPrrRegistration, type PrrRegistration } from './registration-start.js';
+import { registrationMetrics } from './metrics-registration.js';
 import { PrrCore } from './core.js';
 import { PrrCounters } from './counters.js';
 import { PrrDataplane } from './dataplane.js';
@@ -156,6 +157,7 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
 
   const inPool = (ipv4: number): boolean => model.pools.some((p) => p.contains(ipv4));
   let control: net.Server | undefined;
+  let registration: PrrRegistration | undefined;
   try {
     control = await servePrrControl(model.controlSocket, {
       table,
@@ -164,6 +166,7 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
       portOptions: { allowSystemPorts: model.allowSystemPorts },
       inPool,
       log,
+      registration: () => registration && { reloadKeys: () => registration!.reloadKeys(), releaseByName: (name) => registration!.registrar.releaseByName(name) },
     });
   } catch (err) {
     dataplane.stop();
@@ -171,7 +174,6 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
   }
   // Metrics are not worth a PRR that does not forward: a listener that fails is a warning.
   // SSH registration ([registration] enabled): its stored bindings go into the table now.
-  let registration: PrrRegistration | undefined;
   try {
     registration = await startPrrRegistration(model, table, log);
   } catch (err) {
@@ -187,6 +189,7 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
       { table, counters, pools: model.pools, allowSystemPorts: model.allowSystemPorts },
       { perSubscriber: model.metrics.perSubscriber },
     );
+    if (registration !== undefined) registrationMetrics(registry, { counters: registration.server.counters, registered: () => registration!.registrar.registered });
     try {
       metrics = await serveMetrics(registry, model.metrics.listen);
       log.info(`metrics on http://${formatHostPort(metrics.address)}/metrics`);

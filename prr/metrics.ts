@@ -29,7 +29,7 @@
  * plane (prr/dataplane.ts), e.g. a two-generation bitmap per binding over its port-set index.
  */
 import { Counter, Gauge, Registry } from 'prom-client';
-import { directionCounters, packageVersion } from '../common/metrics-server.js';
+import { directionCounters, packageVersion, scrapedCounter } from '../common/metrics-server.js';
 import { FIRST_USER_PORT, MAX_PORT } from '../common/portset.js';
 import { DROP_REASON_NAMES, G, type ReassemblyView } from './counters.js';
 import { poolRows, subscriberRows, TrafficScores, type PrrMetricsOptions, type PrrMetricsSource, type SubscriberRow } from './metrics-subscribers.js';
@@ -87,17 +87,7 @@ export function prrRegistry(src: PrrMetricsSource, opts: PrrMetricsOptions): Reg
       }
     },
   });
-  for (const [name, help, slot] of ICMP) {
-    new Counter({
-      name,
-      help,
-      registers,
-      collect() {
-        this.reset();
-        this.inc(g[slot]!);
-      },
-    });
-  }
+  for (const [name, help, slot] of ICMP) scrapedCounter(registers, name, help, () => g[slot]!);
   new Counter({
     name: 'prr_tx_errors_total',
     help: 'Packets the kernel refused to send (TUN or tunnel socket)',

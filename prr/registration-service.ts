@@ -111,6 +111,11 @@ export class Registrar implements RegistrationService {
     return { loaded, skipped };
   }
 
+  /** Registered bindings now in the table. */
+  get registered(): number {
+    return this.ids.size;
+  }
+
   /** register --ipv6 ADDR [--ports N] */
   register(peer: Peer, req: RegisterRequest): LeaseReply {
     const key = this.keyOf(peer);
@@ -118,7 +123,7 @@ export class Registrar implements RegistrationService {
     this.checkIpv6(ipv6, req.ipv6, key);
     const size = this.sizeFor(key, req.ports); // checked even when the key already has its set
     const old = this.d.store.get(peer.fingerprint);
-    if (old !== undefined) return this.move(old, req.ipv6, ipv6);
+    if (old !== undefined) return this.move(old, req.ipv6, ipv6, key);
 
     const name = this.nameOf(key);
     if (this.d.table.findSubscriber(name).length > 0) throw new ProtocolError(EXIT_REFUSED, `subscriber name ${name} is already bound on this PRR`);
@@ -149,7 +154,7 @@ export class Registrar implements RegistrationService {
     const text = req.ipv6 ?? old.ipv6;
     const ipv6 = parseIpv6OrThrow(text);
     this.checkIpv6(ipv6, text, key);
-    return this.move(old, text, ipv6);
+    return this.move(old, text, ipv6, key);
   }
 
   /** release */
@@ -157,17 +162,34 @@ export class Registrar implements RegistrationService {
     const key = this.keyOf(peer);
     const old = this.d.store.get(peer.fingerprint);
     if (old === undefined) return { subscriber: this.nameOf(key), released: false };
-    this.d.store.delete(peer.fingerprint);
+    this.drop(old, `from ${peer.address}`);
+    return { subscriber: old.subscriber, released: true };
+  }
+
+  /**
+   * The operator's release (`prr subscribers release NAME`): the registered binding of that name
+   * leaves the table and the store and its set is freed; the CPE's next request registers anew.
+   * False when no registered binding has that name.
+   */
+  releaseByName(name: string): boolean {
+    const row = this.d.store.getBySubscriber(name);
+    if (row === undefined) return false;
+    this.drop(row, 'by the operator');
+    return true;
+  }
+
+  /** Delete the row (committed first), unbind, free the set. */
+  private drop(old: StoredBinding, how: string): void {
+    this.d.store.delete(old.fingerprint);
     const id = this.liveId(old);
     if (id !== undefined) this.d.table.remove(id);
-    this.ids.delete(peer.fingerprint);
+    this.ids.delete(old.fingerprint);
     try {
       this.allocator.release(old.ipv4, parsePortSet(old.ports, { allowSystemPorts: true }));
     } catch (err) {
       this.d.log.warn(`release ${old.subscriber}: ${(err as Error).message}`);
     }
-    this.d.log.info(`released ${old.subscriber} (${peer.fingerprint}) from ${peer.address}`);
-    return { subscriber: old.subscriber, released: true };
+    this.d.log.info(`released ${old.subscriber} (${old.fingerprint}) ${how}`);
   }
 
   /** status */
@@ -204,21 +226,49 @@ export class Registrar implements RegistrationService {
     return { unbound, freed };
   }
 
-  /** Extend the lease of a stored binding and point it at `ipv6` (sticky: same set). */
-  private move(old: StoredBinding, text: string, ipv6: Buffer): LeaseReply {
-    const row: StoredBinding = { ...old, ipv6: ipv6ToString(ipv6, 0), expires: this.now() + this.d.policy.leaseSeconds };
-    const set = parsePortSet(old.ports, { allowSystemPorts: true });
-    this.d.store.put(row);
-    const input = { subscriber: old.subscriber, ipv6, ipv4: old.ipv4, ports: set };
+  /**
+   * Extend the lease of a stored binding and point it at `ipv6`: the same set (sticky), unless the
+   * key's options changed since (its `set=` or `ports=` no longer describe the stored set). Then
+   * the binding gets a new set here, in one step: the reply carries it and the CPE applies it.
+   */
+  private move(old: StoredBinding, text: string, ipv6: Buffer, key: KeyEntry): LeaseReply {
+    const oldSet = parsePortSet(old.ports, { allowSystemPorts: true });
+    const wanted = key.set !== undefined ? key.set.size : key.ports;
+    const stale = (key.set !== undefined && !key.set.equals(oldSet)) || (wanted !== undefined && wanted !== oldSet.size);
+    const id = this.liveId(old);
+    let placed = { ipv4: old.ipv4, set: oldSet };
+    if (stale) {
+      this.allocator.release(old.ipv4, oldSet);
+      try {
+        placed = this.allocateFree(key, wanted!, id);
+      } catch (err) {
+        this.allocator.reserve(old.ipv4, oldSet);
+        throw err;
+      }
+    }
+    const undoPlace = (): void => {
+      if (!stale) return;
+      this.allocator.release(placed.ipv4, placed.set);
+      this.allocator.reserve(old.ipv4, oldSet);
+    };
+    const row: StoredBinding = { ...old, ipv6: ipv6ToString(ipv6, 0), ipv4: placed.ipv4, ports: placed.set.toString(), expires: this.now() + this.d.policy.leaseSeconds };
     try {
-      const id = this.liveId(old);
+      this.d.store.put(row);
+    } catch (err) {
+      undoPlace();
+      throw new ProtocolError(EXIT_INTERNAL, `store: ${(err as Error).message}`);
+    }
+    const input = { subscriber: old.subscriber, ipv6, ipv4: placed.ipv4, ports: placed.set };
+    try {
       if (id === undefined) this.ids.set(old.fingerprint, this.d.table.add(input));
-      else if (!this.d.table.ipv6Is(id, ipv6, 0)) this.d.table.change(id, { ...input, mtu: this.d.table.mtuOf(id) });
+      else if (stale || !this.d.table.ipv6Is(id, ipv6, 0)) this.d.table.change(id, { ...input, mtu: this.d.table.mtuOf(id) });
     } catch (err) {
       this.d.store.put(old);
+      undoPlace();
       throw new ProtocolError(EXIT_REFUSED, (err as Error).message);
     }
     if (old.ipv6 !== row.ipv6) this.d.log.info(`${old.subscriber} moved: ${old.ipv6} -> ${text}`);
+    if (stale) this.d.log.info(`${old.subscriber}: new set ${ipv4ToString(placed.ipv4)} ${placed.set} (was ${ipv4ToString(old.ipv4)} ${oldSet}): the key's options changed`);
     return this.reply(row);
   }
 
@@ -269,11 +319,11 @@ export class Registrar implements RegistrationService {
    * (one added through the control socket or a reload): such a set stays reserved, so it is not
    * offered again, and the next one is tried.
    */
-  private allocateFree(key: KeyEntry, size: number): { ipv4: number; set: PortSet } {
+  private allocateFree(key: KeyEntry, size: number, self?: number): { ipv4: number; set: PortSet } {
     for (;;) {
       const a = this.allocate(key, size);
       const other = this.d.table.overlapping(a.ipv4, a.set);
-      if (other < 0) return a;
+      if (other < 0 || other === self) return a;
       this.d.log.warn(`${ipv4ToString(a.ipv4)} ${a.set} is held by ${this.d.table.subscriberOf(other)}, bound outside registration: set aside`);
       if (key.set !== undefined) throw new ProtocolError(EXIT_REFUSED, `this key's set ${key.set} is held by subscriber ${this.d.table.subscriberOf(other)}`);
     }

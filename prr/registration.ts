@@ -19,7 +19,7 @@ import ssh2 from 'ssh2';
 import { ConfigError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { generateEd25519 } from '../provisioning/keys.js';
-import { EXIT_REFUSED, runCommand, type RegistrationService } from '../provisioning/protocol.js';
+import { COMMANDS, EXIT_EXHAUSTED, EXIT_INTERNAL, EXIT_REFUSED, EXIT_USAGE, runCommand, type RegistrationService } from '../provisioning/protocol.js';
 import { fingerprintOf, type KeyEntry } from './registration-keys.js';
 
 /** What the server counts (read at scrape time by the metrics code). */
@@ -34,6 +34,26 @@ export interface RegistrationCounters {
   rate_limited: number;
   /** shell, pty, subsystem, x11, agent, env, port forwarding: refused. */
   refused_requests: number;
+  /** The same, by what was asked (`pty`, `shell`, `direct-tcpip`, ...). */
+  refused_by_request: Map<string, number>;
+  /** Exec requests by command (`register`, ..., `unknown`) and result (RESULT_NAMES, `rate_limited`). */
+  results: Map<string, Map<string, number>>;
+}
+
+/** The result label of each exit status of provisioning/protocol.ts. */
+export const RESULT_NAMES: Readonly<Record<number, string>> = { 0: 'ok', [EXIT_USAGE]: 'usage', [EXIT_REFUSED]: 'refused', [EXIT_EXHAUSTED]: 'exhausted', [EXIT_INTERNAL]: 'internal' };
+
+function bump<K>(m: Map<K, number>, k: K): void {
+  m.set(k, (m.get(k) ?? 0) + 1);
+}
+
+/** Count one exec request: its command (the first word, when it is one) and its result. */
+function countResult(c: RegistrationCounters, line: string, result: string): void {
+  const word = line.trim().split(/[ \t]+/)[0] ?? '';
+  const command = Object.hasOwn(COMMANDS, word) ? word : 'unknown';
+  let byResult = c.results.get(command);
+  if (byResult === undefined) c.results.set(command, (byResult = new Map()));
+  bump(byResult, result);
 }
 
 export interface Rate {
@@ -109,6 +129,7 @@ export function startRegistrationServer(o: RegistrationServerOptions): Promise<R
   const counters: RegistrationCounters = {
     connections: 0, auth_ok: 0, auth_unknown_key: 0, auth_bad_signature: 0, auth_other_method: 0,
     requests_ok: 0, requests_failed: 0, rate_limited: 0, refused_requests: 0,
+    refused_by_request: new Map(), results: new Map(),
   };
   const total = new TokenBucket(o.rateTotal);
   const perKey = new Map<string, TokenBucket>();
@@ -117,6 +138,8 @@ export function startRegistrationServer(o: RegistrationServerOptions): Promise<R
 
   const refuse = (what: string, who: string) => (_accept: unknown, reject?: () => void): void => {
     counters.refused_requests++;
+    // Names come from the client: a bounded set of labels, whatever it sends.
+    bump(counters.refused_by_request, counters.refused_by_request.has(what) || counters.refused_by_request.size < 16 ? what : 'other');
     o.log.debug(`refused ${what} from ${who}`);
     reject?.();
   };
@@ -178,9 +201,11 @@ export function startRegistrationServer(o: RegistrationServerOptions): Promise<R
           let out;
           if (!bucket.take(now) || !total.take(now)) {
             counters.rate_limited++;
+            countResult(counters, req.command, 'rate_limited');
             out = { exitCode: EXIT_REFUSED, stdout: '', stderr: 'error: rate limit: too many requests, try again later\n' };
           } else {
             out = runCommand(o.service, { fingerprint: fp, address: who }, req.command);
+            countResult(counters, req.command, RESULT_NAMES[out.exitCode] ?? 'internal');
           }
           if (out.exitCode === 0) counters.requests_ok++;
           else counters.requests_failed++;

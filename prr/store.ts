@@ -47,6 +47,7 @@ export class RegistrationStore {
   private readonly stmtPut: Database.Statement;
   private readonly stmtDel: Database.Statement;
   private readonly stmtGet: Database.Statement;
+  private readonly stmtByName: Database.Statement;
 
   /** Open (creating) the store. Throws ConfigError naming the file when it cannot. */
   constructor(file: string) {
@@ -68,6 +69,7 @@ export class RegistrationStore {
     );
     this.stmtDel = this.db.prepare('DELETE FROM bindings WHERE fingerprint = ?');
     this.stmtGet = this.db.prepare('SELECT fingerprint, subscriber, ipv6, ipv4, ports, expires FROM bindings WHERE fingerprint = ?');
+    this.stmtByName = this.db.prepare('SELECT fingerprint, subscriber, ipv6, ipv4, ports, expires FROM bindings WHERE subscriber = ?');
   }
 
   /** The journal mode and synchronous level in force (for tests and the start log). */
@@ -90,6 +92,10 @@ export class RegistrationStore {
 
   get(fingerprint: string): StoredBinding | undefined {
     return this.stmtGet.get(fingerprint) as StoredBinding | undefined;
+  }
+
+  getBySubscriber(name: string): StoredBinding | undefined {
+    return this.stmtByName.get(name) as StoredBinding | undefined;
   }
 
   /** Rows whose lease ended before `now` (Unix seconds). */

@@ -1,5 +1,5 @@
 /**
- * The PRR's long-running and operator verbs: `prr run` and `prr subscribers list|show|bind|release`.
+ * The PRR's long-running and operator verbs: `prr run` and `prr subscribers list|show|bind|release|authorize`.
  * (`prr check-config` is in cli.ts.) Each is one function adding one subcommand.
  */
 import type { Command } from 'commander';
@@ -9,6 +9,9 @@ import { openIcmp6, openTun, openTunnel6 } from '../common/native/index.js';
 import { controlRequest, ControlError, type SubscriberView } from './control.js';
 import { ipCommand, startPrr, writeSysctl, type Prr } from './daemon.js';
 import { loadPrrModel } from './model.js';
+import { authorizeFile } from './authorize.js';
+import { loadPrrConfig } from '../common/config/prr.js';
+import { existsSync, readFileSync } from 'node:fs';
 
 export const DEFAULT_CONFIG = '/etc/prr/prr.ini';
 
@@ -103,6 +106,24 @@ export function subscribersVerb(program: Command, io: CliIo): void {
     .action(async (name: string, opts: { config: string; socket?: string }) => {
       const r = await ask(opts, { cmd: 'release', name });
       io.out(`released: ${name} (${String(r['released'])} binding${r['released'] === 1 ? '' : 's'})\n`);
+    });
+  common(sub.command('authorize').argument('<key>', 'the CPE\'s public key ("ssh-ed25519 AAAA... comment") or a .pub file holding it'))
+    .description("authorize a CPE's key for registration, or change its options; the running PRR re-reads the file at once")
+    .option('--name <name>', 'subscriber name')
+    .option('--ports <n>', "this key's set size")
+    .option('--set <set>', "this key's fixed set: FIRST-LAST or psid:a=6/k=K/id=N")
+    .option('--authorized-keys <file>', 'the file (default: [registration] authorized_keys of the config)')
+    .action(async (key: string, opts: { config: string; socket?: string; name?: string; ports?: string; set?: string; authorizedKeys?: string }) => {
+      const file = opts.authorizedKeys ?? loadPrrConfig(opts.config).registration.authorized_keys;
+      const text = !key.includes(' ') && existsSync(key) ? readFileSync(key, 'utf8') : key;
+      const r = authorizeFile(file, text, opts);
+      io.out(`${r.replaced ? 'changed' : 'added'}: ${r.fingerprint} in ${file}: ${r.line.length > 100 ? `${r.line.slice(0, 100)}...` : r.line}\n`);
+      try {
+        const reply = await ask(opts, { cmd: 'reload_keys' });
+        io.out(`the running PRR re-read it: ${String(reply['keys'])} keys\n`);
+      } catch (err) {
+        io.out(`not applied to a running PRR (${(err as Error).message}); it reads the file when it starts\n`);
+      }
     });
   common(sub.command('stats').description('global counters and drops by reason'))
     .action(async (opts: { config: string; socket?: string }) => {

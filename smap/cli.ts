@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { buildProgram, main, type CliIo, type Verb } from '../common/cli.js';
 import { loadSmapConfig, summarizeSmap } from '../common/config/smap.js';
 import { uciToIniVerb } from './uci.js';
-import { runVerb, statusVerb } from './verbs.js';
+import { registerVerb, runVerb, statusVerb } from './verbs.js';
 import { initVerb } from './init.js';
 
 export const DEFAULT_CONFIG = '/etc/smap/smap.ini';
@@ -24,6 +24,6 @@ function checkConfig(program: Command, io: CliIo): void {
     });
 }
 
-const verbs: readonly Verb[] = [checkConfig, runVerb, statusVerb, initVerb, uciToIniVerb];
+const verbs: readonly Verb[] = [checkConfig, runVerb, statusVerb, registerVerb, initVerb, uciToIniVerb];
 
 await main(buildProgram('smap', 'A+P CPE agent: NAT into a port set, IPv4-in-IPv6 tunnel to the PRR', verbs));

@@ -11,7 +11,8 @@
  *   4. the data plane starts.
  *
  * The binding comes from `[static]`; `reload()` (SIGHUP) re-reads it and applies a change in
- * place: new table, flushed conntrack, new tunnel endpoint. On stop the TUN closes (its routes
+ * place: new table, flushed conntrack, new tunnel endpoint (with [registration], SIGHUP registers
+ * again at once instead). On stop the TUN closes (its routes
  * go with it), the table and the snippet are removed.
  *
  * With `[registration]` instead, the agent starts with no binding: once the WAN address is known
@@ -45,6 +46,7 @@ import { SmapCore, type SmapBinding } from './core.js';
 import { G, SmapCounters, type CounterSnapshot } from './counters.js';
 import { SmapDataplane } from './dataplane.js';
 import { smapRegistry } from './metrics.js';
+import { smapRegistrationMetrics } from './metrics-registration.js';
 import { serveMetrics, type MetricsServer } from '../common/metrics-server.js';
 import { ftpMappingText, removeTableText, renderTable } from './nft.js';
 import { FtpAlg, type FtpAlgSnapshot } from './ftp-alg.js';
@@ -278,7 +280,14 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
   try {
     control = await serveControl(cfg.smap.control_socket, async (req) => {
       if (req['cmd'] === 'status') return { ok: true, ...(await status()) };
-      throw new Error(`unknown command ${JSON.stringify(req['cmd'])}: expected status`);
+      if (req['cmd'] === 'register') {
+        // `smap register`: ask the PRR now; the reply is the status once the answer is applied.
+        if (!registering) throw new Error(`this agent takes its binding from [static] in ${file}`);
+        if (client === undefined) throw new Error(`not registering yet: ${wanIf} has no global IPv6 address`);
+        await client.refresh();
+        return { ok: true, ...(await status()) };
+      }
+      throw new Error(`unknown command ${JSON.stringify(req['cmd'])}: expected status or register`);
     });
   } catch (err) {
     throw new ConfigError(`cannot listen: ${(err as Error).message}`, { file, section: 'smap', key: 'control_socket' });
@@ -522,6 +531,13 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
   let metrics: MetricsServer | undefined;
   if (cfg.metrics.enabled) {
     const registry = smapRegistry({ counters, binding: () => binding ?? { shared: 0, ports: { size: 0 } as SmapBinding['ports'] }, tunnelMtu: () => mtu, conntrackTable: () => io.conntrackTable(), ftpAlg: () => ftpAlg?.snapshot() });
+    if (registering) {
+      smapRegistrationMetrics(registry, {
+        state: () => regState,
+        leaseEndsAt: () => (lease === undefined ? undefined : lease.at + lease.reply.lease_seconds * 1000),
+        counts: () => client?.counts ?? { ok: 0, failed: 0, host_key_mismatch: 0 },
+      });
+    }
     try {
       metrics = await serveMetrics(registry, cfg.metrics.listen);
       log.info(`metrics on http://${formatHostPort(metrics.address)}/metrics`);
@@ -550,11 +566,12 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
     },
     reload() {
       if (registering) {
-        // SIGHUP with [registration] (OpenWrt's hotplug on WAN up): register again now.
+        // SIGHUP with [registration] (OpenWrt's hotplug on WAN up, `smap register`): the binding is
+        // the PRR's, so ask it now rather than at the next renewal.
         if (client === undefined) return false;
         const was = wan;
         if (configuredWan === undefined) follow(); // a new address registers by itself
-        if (wan === was) void client.setIpv6(wan!);
+        if (wan === was) void client.refresh();
         log.info(`reload: registering again as ${wan}`);
         return false;
       }

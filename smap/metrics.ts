@@ -23,7 +23,7 @@
  *   smap_build_info{version,node}
  */
 import { Counter, Gauge, Registry } from 'prom-client';
-import { directionCounters, packageVersion } from '../common/metrics-server.js';
+import { directionCounters, packageVersion, scrapedCounter } from '../common/metrics-server.js';
 import type { PortSet } from '../common/portset.js';
 import { portUsage, SERVICES, type PortUsage } from './conntrack.js';
 import { DROP_REASON_NAMES, G, type SmapCounters } from './counters.js';
@@ -173,17 +173,7 @@ export function smapRegistry(src: SmapMetricsSource, opts: SmapMetricsOptions = 
       for (const [side, a] of sides) DROP_REASON_NAMES.forEach((reason, i) => this.inc({ side, reason }, a[i]!));
     },
   });
-  for (const [name, help, slot] of SINGLE) {
-    new Counter({
-      name,
-      help,
-      registers,
-      collect() {
-        this.reset();
-        this.inc(g[slot]!);
-      },
-    });
-  }
+  for (const [name, help, slot] of SINGLE) scrapedCounter(registers, name, help, () => g[slot]!);
   const ftp = src.ftpAlg;
   if (ftp !== undefined) {
     new Counter({

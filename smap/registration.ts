@@ -182,6 +182,8 @@ export class RegistrationClient {
   private attempt = 0;
   private stopped = false;
   private lease: LeaseReply | undefined;
+  /** Requests answered with a lease, failed, and refused for a host key that is not the pinned one. */
+  readonly counts = { ok: 0, failed: 0, host_key_mismatch: 0 };
   private readonly o: RegistrationClientOptions;
   private readonly random: () => number;
 
@@ -206,6 +208,11 @@ export class RegistrationClient {
     return this.run();
   }
 
+  /** Ask the PRR again now (SIGHUP, `smap register`): a changed binding is applied at once. */
+  refresh(): Promise<void> {
+    return this.run();
+  }
+
   stop(): void {
     this.stopped = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
@@ -224,13 +231,17 @@ export class RegistrationClient {
     try {
       const lease = await register(this.o.endpoint, this.o.ipv6, this.o.ports);
       this.attempt = 0;
+      this.counts.ok++;
       this.lease = lease;
       this.o.onLease(lease);
       this.schedule(renewDelayMs(lease.lease_seconds, this.random()));
     } catch (err) {
       const delay = backoffDelayMs(this.attempt++, this.random());
       const e = err as Error;
-      (e instanceof RegistrationError && e.code === 'ERR_HOST_KEY' ? this.o.log.error : this.o.log.warn)(`${e.message}; retrying in ${Math.round(delay / 1000)} s`);
+      const hostKey = e instanceof RegistrationError && e.code === 'ERR_HOST_KEY';
+      if (hostKey) this.counts.host_key_mismatch++;
+      else this.counts.failed++;
+      (hostKey ? this.o.log.error : this.o.log.warn)(`${e.message}; retrying in ${Math.round(delay / 1000)} s`);
       this.schedule(delay);
     }
   }

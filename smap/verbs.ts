@@ -1,5 +1,5 @@
 /**
- * The SMAP's long-running and operator verbs: `smap run` and `smap status`.
+ * The SMAP's long-running and operator verbs: `smap run`, `smap status` and `smap register`.
  * (`smap check-config` is in cli.ts.) Each is one function adding one subcommand.
  */
 import type { Command } from 'commander';
@@ -9,6 +9,9 @@ import { controlRequest, ControlError } from '../common/control.js';
 import { createLogger } from '../common/log.js';
 import { openTun, openTunnel6, originalDst } from '../common/native/index.js';
 import { startSmap, systemIo, type SmapStatus } from './daemon.js';
+import { endpointFromConfig, register } from './registration.js';
+import { pickWanAddress } from './wan.js';
+import { execFileSync } from 'node:child_process';
 
 export const DEFAULT_CONFIG = '/etc/smap/smap.ini';
 
@@ -102,4 +105,51 @@ export function statusVerb(program: Command, io: CliIo): void {
       if (opts.json) return io.out(JSON.stringify(r, null, 2) + '\n');
       io.out(formatStatus(r as unknown as SmapStatus));
     });
+}
+
+/**
+ * `smap register`: register with the PRR now. With the agent running, it asks the PRR at once and
+ * applies the answer (a changed binding included); without one, it registers once from the
+ * config and prints the lease, applying nothing.
+ */
+export function registerVerb(program: Command, io: CliIo): void {
+  program
+    .command('register')
+    .description('register with the PRR now (through the running agent, or once from the config)')
+    .option('-c, --config <file>', 'config file', DEFAULT_CONFIG)
+    .option('--ipv6 <addr>', 'without a running agent: the WAN address to register (default: [smap] wan_ipv6, else the WAN interface)')
+    .option('--json', 'print JSON')
+    .action(async (opts: { config: string; ipv6?: string; json?: boolean }) => {
+      const cfg = loadSmapConfig(opts.config);
+      let r: Record<string, unknown> | undefined;
+      try {
+        r = await controlRequest(cfg.smap.control_socket, { cmd: 'register' }, { ...AGENT, timeoutMs: 60_000 });
+      } catch (err) {
+        if (!(err instanceof ControlError) || !/not running|connect|ENOENT|ECONNREFUSED/i.test(err.message)) throw err;
+      }
+      if (r !== undefined) {
+        if (r['ok'] !== true) throw new ControlError(String(r['error'] ?? 'the agent refused the request'));
+        const s = r as unknown as SmapStatus;
+        if (opts.json) return io.out(JSON.stringify(s, null, 2) + '\n');
+        if (s.registration?.state === 'failing') throw new ControlError(`registration failed: ${s.registration.last_error ?? 'unknown error'}`);
+        return io.out(formatStatus(s));
+      }
+      const log = createLogger('smap', cfg.smap.log_level);
+      const ep = endpointFromConfig(cfg, opts.config, log);
+      const ipv6 = opts.ipv6 ?? cfg.smap.wan_ipv6 ?? wanAddressOf(cfg.smap.wan_interface);
+      const lease = await register(ep, ipv6);
+      io.out(opts.json ? JSON.stringify(lease, null, 2) + '\n' : `registered as ${lease.subscriber}: ${lease.shared_ipv4} ports ${lease.ports} via ${lease.prr_ipv6}, lease ${lease.lease_seconds} s, mtu ${lease.mtu} (no agent running: nothing applied)\n`);
+    });
+}
+
+function wanAddressOf(dev: string): string {
+  let json: unknown;
+  try {
+    json = JSON.parse(execFileSync('ip', ['-j', '-6', 'addr', 'show', 'dev', dev], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }));
+  } catch (err) {
+    throw new ControlError(`cannot read the address of ${dev}: ${(err as Error).message.split('\n')[0]}`);
+  }
+  const a = pickWanAddress(json);
+  if (a === undefined) throw new ControlError(`${dev} has no global IPv6 address; give --ipv6`);
+  return a;
 }

@@ -1,6 +1,6 @@
 /**
- * The SMAP end-to-end topology: two CPEs, each with a LAN host, share one IPv4 address through
- * the real PRR. Both LANs use OpenWrt's 192.168.1.0/24, as real customers would.
+ * The SMAP end-to-end topology: two (or more) CPEs, each with a LAN host, share one IPv4 address
+ * through the real PRR. All LANs use OpenWrt's 192.168.1.0/24, as real customers would.
  *
  *   lan1 192.168.1.2 ── 192.168.1.1 cpe1 (smap) 2001:db8:1::2 ──┐
  *                                                               prr (BR 2001:db8:ffff::1)  198.51.100.1 ── 198.51.100.2 inet
@@ -11,6 +11,15 @@
  *
  * With `{ far: true }`, a router beyond the PRR and a host behind it (for traceroute):
  *   prr 203.0.113.1/30 ── 203.0.113.2 rtr 203.0.113.129/25 ── 203.0.113.130 far
+ *
+ * With `{ core: true }` an IPv6 core router stands between the CPEs and the PRR, as in an ISP, and
+ * the CPEs' WAN addresses come from SLAAC: radvd on the core advertises 2001:db8:N::/64 on CPE N's
+ * link (the agent learns the address from its WAN interface, as on OpenWrt). A CPE whose spec has
+ * `pathMtu` hangs off its own access router `aggN` instead, linked to the core with that MTU: its
+ * own link is 1500, the path to the PRR narrower (the 1280-byte path of the 2010 experiment).
+ *
+ *   lanN ── cpeN (SLAAC on wan) ── core (radvd) ── prr 2001:db8:f0::2 (BR 2001:db8:ffff::1)
+ *   lan3 ── cpe3 ── agg3 (radvd) ══1280══ core
  */
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -54,6 +63,7 @@ http.createServer((q, r) => {
     return r.end('sent\\n');
   }
   if (u.pathname === '/peers') return r.end(JSON.stringify([...(peers.get(Number(u.searchParams.get('port'))) ?? [])]));
+  if (u.pathname === '/bytes') return r.end(Buffer.alloc(Math.min(Number(u.searchParams.get('n')) || 0, 1e7), 120));
   r.end(q.socket.remoteAddress + ':' + q.socket.remotePort + '\\n');
 }).listen(80, '${INET}', () => console.log('ready'));`;
 
@@ -103,9 +113,14 @@ export interface CpeSpec {
    * is then unused): the CPE's key is pre-generated and authorized on the PRR, the PRR's host key
    * pinned (or `fingerprint` pinned instead, to test a mismatch). */
   register?: { fingerprint?: string };
+  /** With `core`: the MTU of a link further along the path to the PRR (the CPE's access router
+   * to the core); the CPE's own link stays 1500. */
+  pathMtu?: number;
 }
 
 export interface SmapLabOptions {
+  /** An IPv6 core router with radvd between the CPEs and the PRR; WAN addresses by SLAAC. */
+  core?: boolean;
   /** Lines appended to prr.ini (e.g. an `[external]` section with a rate limit). */
   prrIni?: string[];
   /** Add the router `rtr` and the host `far` beyond the PRR (see the diagram above). */
@@ -121,6 +136,7 @@ export const FAR_ROUTER = '203.0.113.2';
 export interface Cpe {
   host: Host;
   lan: Host;
+  /** The WAN address (with `core`, the SLAAC address, known once the RA arrived). */
   wan6: string;
   config: string;
   agent: ChildProcess | undefined;
@@ -133,7 +149,9 @@ export interface SmapLab {
   dir: string;
   prr: Host;
   inet: Host;
-  cpes: [Cpe, Cpe];
+  cpes: [Cpe, Cpe, ...Cpe[]];
+  /** With `core`: the core router. */
+  core?: Host;
   prrConfig: string;
   /** With `far`: the router beyond the PRR, and the host behind it. */
   rtr?: Host;
@@ -184,6 +202,30 @@ function farNet(lab: Lab, prr: Host): { rtr: Host; far: Host } {
   return { rtr, far };
 }
 
+/** The radvd.conf advertising `prefix` on `dev`, quickly (a lab does not wait minutes). */
+function radvdConf(dev: string, prefix: string): string {
+  return `interface ${dev} {\n  AdvSendAdvert on;\n  MinRtrAdvInterval 3;\n  MaxRtrAdvInterval 4;\n  AdvDefaultLifetime 1800;\n` +
+    `  prefix ${prefix} {\n    AdvOnLink on;\n    AdvAutonomous on;\n  };\n};\n`;
+}
+
+/** Start radvd in `router` for `dev` (config and pid file in `dir`); killed with the lab. */
+async function startRadvd(router: Host, dir: string, dev: string, prefix: string): Promise<void> {
+  const conf = join(dir, `radvd-${router.short}-${dev}.conf`);
+  writeFileSync(conf, radvdConf(dev, prefix));
+  const child = router.spawn('radvd', ['-n', '-m', 'stderr', '-C', conf, '-p', join(dir, `radvd-${router.short}-${dev}.pid`)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const out = collect(child);
+  await new Promise((r) => setTimeout(r, 300));
+  if (child.exitCode !== null) throw new Error(`radvd in ${router.short} exited ${child.exitCode}: ${out().trim().split('\n').slice(-2).join(' | ')}`);
+}
+
+/** The first global, non-tentative IPv6 address of `dev` in `h` (SLAAC), waited for. */
+async function slaacAddress(h: Host, dev: string): Promise<string> {
+  return waitFor(`SLAAC address on ${h.short} ${dev}`, () => {
+    const j = JSON.parse(h.run('ip', '-j', '-6', 'addr', 'show', 'dev', dev, 'scope', 'global')) as Array<{ addr_info?: Array<{ local?: string; tentative?: boolean }> }>;
+    return j.flatMap((l) => l.addr_info ?? []).find((a) => a.local !== undefined && a.tentative !== true)?.local;
+  }, 30_000, 200);
+}
+
 /** A lab, a scratch directory, and one function that removes both. */
 export function labWithDir(tag: string): { lab: Lab; dir: string; destroy: () => void } {
   const lab = Lab.create(tag);
@@ -209,11 +251,20 @@ export function prrAndInet(lab: Lab): { prr: Host; inet: Host } {
   return { prr, inet };
 }
 
-export async function buildSmapLab(tag: string, specs: [CpeSpec, CpeSpec], opts: SmapLabOptions = {}): Promise<SmapLab> {
+export async function buildSmapLab(tag: string, specs: readonly [CpeSpec, CpeSpec, ...CpeSpec[]], opts: SmapLabOptions = {}): Promise<SmapLab> {
   const { lab, dir, destroy } = labWithDir(tag);
   try {
     const { prr, inet } = prrAndInet(lab);
     const beyond = opts.far === true ? farNet(lab, prr) : {};
+    let core: Host | undefined;
+    if (opts.core === true) {
+      core = lab.host('core');
+      core.forwarding();
+      lab.link(core, prr, { aDev: 'prr', bDev: 'core', a: ['2001:db8:f0::1/64'], b: ['2001:db8:f0::2/64'] });
+      prr.route('::/0', { gw: '2001:db8:f0::1' });
+      core.route(`${BR}/128`, { gw: '2001:db8:f0::2' });
+    }
+    const radvds: Array<[Host, string, string]> = [];
 
     const registering = specs.some((s) => s.register !== undefined);
     const hostKey = registering ? generateEd25519('prr-host') : undefined;
@@ -224,10 +275,28 @@ export async function buildSmapLab(tag: string, specs: [CpeSpec, CpeSpec], opts:
       const host = lab.host(`cpe${n}`);
       const lan = lab.host(`lan${n}`);
       const wan6 = `2001:db8:${n}::2`;
-      lab.link(host, prr, { aDev: 'wan', bDev: `cpe${n}`, b: [`2001:db8:${n}::1/64`] });
-      if (spec.wanLater !== true) host.addAddress('wan', `${wan6}/64`);
-      // onlink: the route holds before the WAN has an address (as a route learnt from an RA would).
-      host.run('ip', '-6', 'route', 'replace', '::/0', 'via', `2001:db8:${n}::1`, 'dev', 'wan', 'onlink');
+      if (spec.pathMtu !== undefined && core === undefined) throw new Error(`cpe${n}: pathMtu needs the core router ({ core: true })`);
+      if (core !== undefined) {
+        // SLAAC: the WAN takes its address and default route from the router's RA.
+        host.sysctl('net.ipv6.conf.default.accept_ra', 2);
+        host.sysctl('net.ipv6.conf.default.autoconf', 1);
+        host.sysctl('net.ipv6.conf.default.addr_gen_mode', 0);
+        let router = core;
+        if (spec.pathMtu !== undefined) {
+          router = lab.host(`agg${n}`);
+          router.forwarding();
+          lab.link(router, core, { aDev: 'core', bDev: `agg${n}`, a: [`2001:db8:f${n}::2/64`], b: [`2001:db8:f${n}::1/64`], mtu: spec.pathMtu });
+          router.route('::/0', { gw: `2001:db8:f${n}::1` });
+          core.route(`2001:db8:${n}::/64`, { gw: `2001:db8:f${n}::2` });
+        }
+        lab.link(host, router, { aDev: 'wan', bDev: `cpe${n}`, b: [`2001:db8:${n}::1/64`] });
+        radvds.push([router, `cpe${n}`, `2001:db8:${n}::/64`]);
+      } else {
+        lab.link(host, prr, { aDev: 'wan', bDev: `cpe${n}`, b: [`2001:db8:${n}::1/64`] });
+        if (spec.wanLater !== true) host.addAddress('wan', `${wan6}/64`);
+        // onlink: the route holds before the WAN has an address (as a route learnt from an RA would).
+        host.run('ip', '-6', 'route', 'replace', '::/0', 'via', `2001:db8:${n}::1`, 'dev', 'wan', 'onlink');
+      }
       lab.link(lan, host, { aDev: 'eth0', bDev: 'lan', a: [`${LAN_HOST}/24`], b: ['192.168.1.1/24'] });
       lan.route('default', { gw: '192.168.1.1' });
       host.sysctl('net.ipv4.ip_forward', 1);
@@ -248,7 +317,9 @@ export async function buildSmapLab(tag: string, specs: [CpeSpec, CpeSpec], opts:
         '[metrics]', 'enabled = false', '',
       ].join('\n'));
       return { host, lan, wan6, config, agent: undefined as ChildProcess | undefined, log: () => '' };
-    }) as [Cpe, Cpe];
+    }) as unknown as [Cpe, Cpe, ...Cpe[]];
+    for (const [router, dev, prefix] of radvds) await startRadvd(router, dir, dev, prefix);
+    if (core !== undefined) for (const cpe of cpes) cpe.wan6 = await slaacAddress(cpe.host, 'wan');
 
     const prrConfig = join(dir, 'prr.ini');
     writeFileSync(prrConfig, [
@@ -262,7 +333,7 @@ export async function buildSmapLab(tag: string, specs: [CpeSpec, CpeSpec], opts:
             return ['[registration]', 'enabled = true', `listen = [${BR}]:2222`, `host_key = ${join(dir, 'host_key')}`, `authorized_keys = ${join(dir, 'authorized_keys')}`,
               `database = ${join(dir, 'registrations.db')}`, `default_ports = ${REG_PORTS}`];
           })()),
-      ...specs.flatMap((s, i) => s.register !== undefined ? [] : [`[subscriber.cpe${i + 1}]`, `ipv6 = 2001:db8:${i + 1}::2`, `shared_ipv4 = ${SHARED}`, `ports = ${s.ports}`]),
+      ...specs.flatMap((s, i) => s.register !== undefined ? [] : [`[subscriber.cpe${i + 1}]`, `ipv6 = ${cpes[i]!.wan6}`, `shared_ipv4 = ${SHARED}`, `ports = ${s.ports}`]),
       ...(opts.prrIni ?? []),
       '',
     ].join('\n'));
@@ -295,6 +366,7 @@ export async function buildSmapLab(tag: string, specs: [CpeSpec, CpeSpec], opts:
       prr,
       inet,
       cpes,
+      ...(core === undefined ? {} : { core }),
       prrConfig,
       ...beyond,
       ...(hostKey === undefined ? {} : { registration: { hostKeyFingerprint: hostKey.fingerprint, defaultPorts: REG_PORTS } }),

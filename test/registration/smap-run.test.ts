@@ -3,8 +3,11 @@
  * PRR (`prr run` with [registration] enabled): CPE 1 has [registration] with the PRR's host key
  * pinned and registers by itself, then its LAN reaches the Internet from a port of the leased set;
  * CPE 2 pins a wrong fingerprint: it is refused with a clear error and no binding is applied.
+ * Then the PRR restarts under the agent, the operator changes the key's set (`prr subscribers
+ * authorize --set`, applied at the CPE's next request: `smap register`) and releases it.
  */
 import t from 'tap';
+import { join } from 'node:path';
 import { parsePortSet } from '../../common/portset.js';
 import type { SmapStatus } from '../../smap/daemon.js';
 import { generateEd25519 } from '../../provisioning/keys.js';
@@ -63,10 +66,14 @@ t.test('smap run registers with the PRR over SSH', { skip: labUnavailableReason(
     t.not(curl.code, 0, 'the LAN has no IPv4 Internet');
   });
 
-  await t.test('the PRR restarts: the agent keeps forwarding on its binding, no re-registration', async (t) => {
+  await t.test('the PRR restarts under traffic: forwarding resumes on the same binding, no re-registration', async (t) => {
     const before = await status(cpe1);
     const registrations = (cpe1.log().match(/registered as cpe1/g) ?? []).length;
+    // Traffic across the restart: a ping every 0.2 s from the LAN, timestamped (-D).
+    const pinging = cpe1.lan.exec('ping', ['-D', '-n', '-i', '0.2', '-w', '20', INET], { timeoutMs: 30_000 });
+    await new Promise((r) => setTimeout(r, 2000));
     await l.restartPrr();
+    const restarted = Date.now() / 1000;
     const body = await waitFor('curl after the PRR restart', async () => {
       const r = await cpe1.lan.exec('curl', ['-sS', '--max-time', '5', `http://${INET}/`]);
       return r.code === 0 ? r.stdout : undefined;
@@ -77,6 +84,50 @@ t.test('smap run registers with the PRR over SSH', { skip: labUnavailableReason(
     t.same(after.binding, before.binding, 'the same binding');
     t.equal(after.registration?.expires_at, before.registration?.expires_at, 'no new lease');
     t.equal((cpe1.log().match(/registered as cpe1/g) ?? []).length, registrations, 'no re-registration');
+    const replies = [...(await pinging).stdout.matchAll(/^\[(\d+\.\d+)\] \d+ bytes from/gm)].map((m) => Number(m[1]));
+    t.ok(replies.some((ts) => ts < restarted - 2), `echo replies before the restart (${replies.length} in all)`);
+    t.ok(replies.filter((ts) => ts > restarted).length >= 10, `the ping going on through the restart gets replies again after it: ${replies.filter((ts) => ts > restarted).length}`);
+  });
+
+  const seenPort = async (): Promise<number | undefined> => {
+    const r = await cpe1.lan.exec('curl', ['-sS', '--max-time', '5', `http://${INET}/`]);
+    const m = /^192\.0\.2\.100:(\d+)\n$/.exec(r.stdout);
+    return m === null ? undefined : Number(m[1]);
+  };
+
+  await t.test('the operator gives the key a new set: the next request carries it, the agent applies it, traffic uses it', async (t) => {
+    const bad = await l.cli(l.prr, 'prr', ['subscribers', 'authorize', 'ssh-ed25519 nonsense', '--config', l.prrConfig]);
+    t.equal(bad.code, 2, 'a bad key: exit 2');
+    t.equal(bad.stderr.trim().split('\n').length, 1, `one line: ${bad.stderr.trim()}`);
+    const auth = await l.cli(l.prr, 'prr', ['subscribers', 'authorize', join(l.dir, 'cpe1_key.pub'), '--name', 'cpe1', '--set', '20000-20999', '--config', l.prrConfig]);
+    t.equal(auth.code, 0, auth.stderr);
+    t.match(auth.stdout, /changed: SHA256:\S+ in .*authorized_keys: name=cpe1,set=20000-20999 ssh-ed25519 /);
+    t.match(auth.stdout, /the running PRR re-read it: 2 keys/, 'no restart');
+    t.equal(parsePortSet((await status(cpe1)).binding!.ports).has(20000), false, 'nothing changes before the next request');
+
+    const reg = await l.cli(cpe1.host, 'smap', ['register', '--config', cpe1.config]);
+    t.equal(reg.code, 0, reg.stderr);
+    t.match(reg.stdout, /binding: registration 192\.0\.2\.100 ports 20000-20999 \(1000 ports\)/, '`smap register` shows the new binding');
+    t.match(cpe1.log(), /binding changed: 192\.0\.2\.100 ports 20000-20999/);
+    const table = (await cpe1.host.exec('nft', ['list', 'table', 'ip', 'smap'])).stdout;
+    t.match(table, /192\.0\.2\.100:20000-20999/, 'the nft table has the new set');
+    t.notMatch(table, /192\.0\.2\.100:(?!20000-20999)\d+-\d+/, 'and only it');
+    const show = JSON.parse((await l.cli(l.prr, 'prr', ['subscribers', 'show', 'cpe1', '--json', '--config', l.prrConfig])).stdout) as { ports: string };
+    t.equal(show.ports, '20000-20999', 'the PRR forwards for the new set');
+    const port = await waitFor('curl from the new set', seenPort, 15_000, 500);
+    t.ok(port >= 20000 && port <= 20999, `curl from lan1 seen from port ${port}, in the new set`);
+  });
+
+  await t.test('the operator releases the subscriber: gone at once, and the CPE registers anew', async (t) => {
+    const rel = await l.cli(l.prr, 'prr', ['subscribers', 'release', 'cpe1', '--config', l.prrConfig]);
+    t.equal(rel.code, 0, rel.stderr);
+    t.not((await l.cli(l.prr, 'prr', ['subscribers', 'show', 'cpe1', '--config', l.prrConfig])).code, 0, 'no binding on the PRR');
+    t.equal(await seenPort(), undefined, 'no traffic for a released subscriber');
+    const reg = await l.cli(cpe1.host, 'smap', ['register', '--config', cpe1.config, '--json']);
+    t.equal(reg.code, 0, reg.stderr);
+    t.equal((JSON.parse(reg.stdout) as SmapStatus).registration?.state, 'registered');
+    const port = await waitFor('curl after registering anew', seenPort, 15_000, 500);
+    t.ok(port >= 20000 && port <= 20999, `traffic again, from port ${port} of the key's set`);
   });
 
   for (const cpe of [cpe1, cpe2]) cpe.agent?.kill('SIGTERM');
