@@ -24,6 +24,7 @@ import { startPrrRegistration, type PrrRegistration } from './registration-start
 import { PrrCore } from './core.js';
 import { PrrCounters } from './counters.js';
 import { PrrDataplane } from './dataplane.js';
+import { PortActivity } from './port-activity.js';
 import { prrRegistry } from './metrics.js';
 import { serveMetrics, type MetricsServer } from '../common/metrics-server.js';
 import { loadPrrModel, type PrrModel } from './model.js';
@@ -137,10 +138,14 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
   }
 
   const core = new PrrCore(table, model.policy, { tunnelMtu: model.tunnelMtu });
+  // Ports active: only when something reads it (the metrics), and not when turned off.
+  const activity = model.metrics.enabled && model.metrics.portsActive ? new PortActivity() : undefined;
+  activity?.start();
   const dataplane = new PrrDataplane(core, counters, tun, tunnel, {
     log,
     onPmtu: (id, mtu) => log.info(`path MTU toward ${table.subscriberOf(id)} lowered: tunnel MTU ${mtu}`),
     ...(icmp6 !== undefined ? { icmp6 } : {}),
+    ...(activity !== undefined ? { activity } : {}),
   });
   dataplane.start();
 
@@ -174,7 +179,7 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
   let metrics: MetricsServer | undefined;
   if (model.metrics.enabled) {
     const registry = prrRegistry(
-      { table, counters, pools: model.pools, allowSystemPorts: model.allowSystemPorts },
+      { table, counters, pools: model.pools, allowSystemPorts: model.allowSystemPorts, activity, usage: registration?.usage },
       { perSubscriber: model.metrics.perSubscriber },
     );
     try {
@@ -234,6 +239,7 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
       await metrics?.close();
       await registration?.close();
       dataplane.stop();
+      activity?.stop();
       log.info('stopped');
     },
   };
