@@ -73,12 +73,52 @@ export interface RegisterRequest {
   ipv6: string;
   /** Ports asked for; undefined = the PRR's default for this key. */
   ports: number | undefined;
+  /** The CPE's own count of the ports of its set in use (optional; older CPEs send none). */
+  usage?: UsageReport;
+}
+
+/**
+ * `--usage tcp=N,udp=N,icmp=N,other=N`: distinct ports of the CPE's set that its conntrack table
+ * holds, per protocol (`other`: every other protocol), when it sent the request. Any subset of the
+ * keys, each at most once; a key left out is 0. The PRR exports it beside its own observation.
+ */
+export const USAGE_PROTOCOLS = ['tcp', 'udp', 'icmp', 'other'] as const;
+export type UsageReport = Record<(typeof USAGE_PROTOCOLS)[number], number>;
+
+/** The `--usage` value of a report. */
+export function formatUsage(u: UsageReport): string {
+  return USAGE_PROTOCOLS.map((k) => `${k}=${u[k]}`).join(',');
+}
+
+/** Parse a `--usage` value; throws ProtocolError(EXIT_USAGE) naming what is wrong. */
+export function parseUsage(text: string): UsageReport {
+  const out: UsageReport = { tcp: 0, udp: 0, icmp: 0, other: 0 };
+  const seen = new Set<string>();
+  for (const part of text.split(',')) {
+    const m = /^([a-z]+)=(\d{1,5})$/.exec(part);
+    const key = m?.[1] as (typeof USAGE_PROTOCOLS)[number] | undefined;
+    if (m === null || key === undefined || !USAGE_PROTOCOLS.includes(key)) {
+      throw new ProtocolError(EXIT_USAGE, `--usage ${printable(text)}: expected ${USAGE_PROTOCOLS.map((k) => `${k}=N`).join(',')} (any of them, comma separated)`);
+    }
+    const n = Number(m[2]);
+    if (n > MAX_PORTS) throw new ProtocolError(EXIT_USAGE, `--usage ${key}=${n}: more than ${MAX_PORTS} ports`);
+    if (seen.has(key)) throw new ProtocolError(EXIT_USAGE, `--usage: ${key} given twice`);
+    seen.add(key);
+    out[key] = n;
+  }
+  return out;
+}
+
+export interface RenewRequest {
+  ipv6: string | undefined;
+  /** As in RegisterRequest. */
+  usage?: UsageReport;
 }
 
 /** What the PRR does for each command. Methods throw ProtocolError for a refusal. */
 export interface RegistrationService {
   register(peer: Peer, req: RegisterRequest): LeaseReply;
-  renew(peer: Peer, req: { ipv6: string | undefined }): LeaseReply;
+  renew(peer: Peer, req: RenewRequest): LeaseReply;
   release(peer: Peer): ReleaseReply;
   status(peer: Peer): LeaseReply;
 }
@@ -108,6 +148,12 @@ function ipv6Flag(flags: Flags, required: boolean): string | undefined {
   return v;
 }
 
+/** The optional `--usage` report, parsed (see parseUsage). */
+function usageFlag(flags: Flags): { usage?: UsageReport } {
+  const v = flags.get('usage');
+  return v === undefined ? {} : { usage: parseUsage(v) };
+}
+
 function portsFlag(flags: Flags): number | undefined {
   const v = flags.get('ports');
   if (v === undefined) return undefined;
@@ -118,28 +164,32 @@ function portsFlag(flags: Flags): number | undefined {
 
 export const COMMANDS: Readonly<Record<string, Command>> = {
   /**
-   * register --ipv6 ADDR [--ports N]
+   * register --ipv6 ADDR [--ports N] [--usage tcp=N,udp=N,icmp=N,other=N]
    *   Bind this key: the same key always gets the same set back (sticky); a new ADDR moves the
    *   binding. -> LeaseReply. Refused: pool exhausted (EXIT_EXHAUSTED), N outside the policy.
+   *   --usage: the CPE's conntrack count of its ports in use (see parseUsage).
    */
   register: {
-    flags: ['ipv6', 'ports'],
-    usage: 'register --ipv6 ADDR [--ports N]',
+    flags: ['ipv6', 'ports', 'usage'],
+    usage: 'register --ipv6 ADDR [--ports N] [--usage tcp=N,udp=N,icmp=N,other=N]',
     run: (svc, peer, f) => {
       const ipv6 = ipv6Flag(f, true);
       const ports = portsFlag(f);
-      return svc.register(peer, { ipv6, ports });
+      return svc.register(peer, { ipv6, ports, ...usageFlag(f) });
     },
   },
   /**
-   * renew [--ipv6 ADDR]
+   * renew [--ipv6 ADDR] [--usage tcp=N,udp=N,icmp=N,other=N]
    *   Extend the lease of this key's binding (and move it to ADDR if given). -> LeaseReply.
    *   Refused when the key holds no binding (EXIT_REFUSED): the CPE then registers.
    */
   renew: {
-    flags: ['ipv6'],
-    usage: 'renew [--ipv6 ADDR]',
-    run: (svc, peer, f) => svc.renew(peer, { ipv6: ipv6Flag(f, false) }),
+    flags: ['ipv6', 'usage'],
+    usage: 'renew [--ipv6 ADDR] [--usage tcp=N,udp=N,icmp=N,other=N]',
+    run: (svc, peer, f) => {
+      const ipv6 = ipv6Flag(f, false);
+      return svc.renew(peer, { ipv6, ...usageFlag(f) });
+    },
   },
   /**
    * release

@@ -78,6 +78,8 @@ export interface Verdict {
   to: number;
   /** The binding the input came from (tunnel side), or -1. */
   from: number;
+  /** fromTunnel: the source port (ICMP echo id) that passed source validation, or -1 (ports active). */
+  srcPort: number;
   /** The packet to send is one the PRR made (an ICMPv4 error): it lives in a scratch buffer. */
   generated: boolean;
   hairpin: boolean;
@@ -98,7 +100,7 @@ export interface Verdict {
 
 export function newVerdict(): Verdict {
   return {
-    action: 0, reason: -1, buf: Buffer.alloc(0), off: 0, len: 0, to: -1, from: -1, generated: false, hairpin: false, pmtuLowered: -1,
+    action: 0, reason: -1, buf: Buffer.alloc(0), off: 0, len: 0, to: -1, from: -1, srcPort: -1, generated: false, hairpin: false, pmtuLowered: -1,
     foreign: false, ip6: Buffer.alloc(0), ip6Off: 0,
   };
 }
@@ -340,6 +342,7 @@ export class PrrCore {
       return this.icmp6ToCpe(v, why, src6, srcOff, dst6, dstOff, buf, off, ip.totalLen);
     }
     v.from = id;
+    v.srcPort = this.port;
     const br = this.policy.brAddresses[t.brOf(id)];
     if (br !== undefined && br.compare(dst6, dstOff, dstOff + 16, 0, 16) !== 0) {
       return this.icmp6ToCpe(v, Drop.wrong_endpoint, src6, srcOff, dst6, dstOff, buf, off, ip.totalLen);
@@ -573,6 +576,7 @@ function reset(v: Verdict): void {
   v.reason = -1;
   v.to = -1;
   v.from = -1;
+  v.srcPort = -1;
   v.generated = false;
   v.hairpin = false;
   v.pmtuLowered = -1;

@@ -26,6 +26,7 @@ import { registrationMetrics } from './metrics-registration.js';
 import { PrrCore } from './core.js';
 import { PrrCounters } from './counters.js';
 import { PrrDataplane } from './dataplane.js';
+import { PortActivity } from './port-activity.js';
 import { prrRegistry } from './metrics.js';
 import { serveMetrics, type MetricsServer } from '../common/metrics-server.js';
 import { loadPrrModel, type PrrModel } from './model.js';
@@ -148,10 +149,14 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
     pmtuTimeoutMs: model.pmtuTimeout * 1000,
     onPmtuRaised: (id, mtu) => log.info(`path MTU toward ${table.subscriberOf(id)}: ${model.pmtuTimeout} s since the last Packet Too Big, trying tunnel MTU ${mtu} again`),
   });
+  // Ports active: only when something reads it (the metrics), and not when turned off.
+  const activity = model.metrics.enabled && model.metrics.portsActive ? new PortActivity() : undefined;
+  activity?.start();
   const dataplane = new PrrDataplane(core, counters, tun, tunnel, {
     log,
     onPmtu: (id, mtu) => log.info(`path MTU toward ${table.subscriberOf(id)} lowered: tunnel MTU ${mtu}`),
     ...(icmp6 !== undefined ? { icmp6 } : {}),
+    ...(activity !== undefined ? { activity } : {}),
   });
   dataplane.start();
 
@@ -186,7 +191,7 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
   let metrics: MetricsServer | undefined;
   if (model.metrics.enabled) {
     const registry = prrRegistry(
-      { table, counters, pools: model.pools, allowSystemPorts: model.allowSystemPorts },
+      { table, counters, pools: model.pools, allowSystemPorts: model.allowSystemPorts, activity, usage: registration?.usage },
       { perSubscriber: model.metrics.perSubscriber },
     );
     if (registration !== undefined) registrationMetrics(registry, { counters: registration.server.counters, registered: () => registration!.registrar.registered });
@@ -247,6 +252,7 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
       await metrics?.close();
       await registration?.close();
       dataplane.stop();
+      activity?.stop();
       log.info('stopped');
     },
   };

@@ -21,6 +21,7 @@ import type { Logger } from '../common/log.js';
 import { fragmentIpv4 } from '../common/codec/ipv4frag.js';
 import { Action, newVerdict, type PrrCore, type Verdict } from './core.js';
 import { B, G, PER_BINDING, type PrrCounters } from './counters.js';
+import type { PortActivity } from './port-activity.js';
 
 const GEN_SLOT = 2048; // room for one generated packet (ICMP errors are at most 576 bytes)
 /** Fragments of one reassembled datagram: 65535 bytes in pieces of at least 1240 (the least tunnel MTU) make 55. */
@@ -75,6 +76,8 @@ export interface DataplaneOptions {
    * output) with their ICMPv6 length.
    */
   icmp6?: Icmp6Socket;
+  /** Where the source ports of valid packets from CPEs are marked ("ports active"; absent: off). */
+  activity?: PortActivity;
 }
 
 export class PrrDataplane {
@@ -193,6 +196,7 @@ export class PrrDataplane {
         if (v.reason >= 0) pb[b + B.drops]++;
       }
       if (v.reason >= 0) c.drops6[v.reason]++;
+      if (v.srcPort >= 0) this.markActive(v.from, v.srcPort);
       if (v.action === Action.ToInternet) {
         if (v.foreign && v.len > GEN_SLOT) this.sendOne(this.tun, v.buf, v.off, v.len, -1);
         else if (v.foreign) this.gen4.pushCopy(v.buf, v.off, v.len);
@@ -225,6 +229,11 @@ export class PrrDataplane {
       else c.global[G.tx_errors] += icmp6.tx.count;
     }
     this.flushGenerated();
+  }
+
+  /** Ports active: binding `id` sent from `port` of its shared address. */
+  private markActive(id: number, port: number): void {
+    this.opts.activity?.mark(this.core.table.ipv4Of(id), port);
   }
 
   /** An ICMPv6 error about a packet we sent into the tunnel (from the kernel's error queue). */

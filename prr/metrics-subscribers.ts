@@ -7,6 +7,8 @@ import type { PerSubscriber } from '../common/config/prr.js';
 import { formatIpv4, type Ipv4Prefix } from '../common/config/values.js';
 import type { BindingTable } from './bindings.js';
 import { B, PER_BINDING, type PrrCounters } from './counters.js';
+import type { PortActivity } from './port-activity.js';
+import type { UsageEntry, UsageReports } from './usage-reports.js';
 
 export interface PrrMetricsSource {
   table: BindingTable;
@@ -15,6 +17,10 @@ export interface PrrMetricsSource {
   pools: readonly Ipv4Prefix[];
   /** Whether ports 0-1023 can be handed out (the size of an address's port space). */
   allowSystemPorts: boolean;
+  /** Ports active, when tracked ([metrics] ports_active). */
+  activity?: PortActivity | undefined;
+  /** What CPEs reported with their registrations, when registration runs. */
+  usage?: UsageReports | undefined;
 }
 
 export interface PrrMetricsOptions {
@@ -38,6 +44,10 @@ export interface SubscriberRow {
   toPackets: number;
   toBytes: number;
   drops: number;
+  /** Distinct ports seen from the CPE in the window (0 when not tracked). */
+  active: number;
+  /** The CPE's last `--usage` report. */
+  reported: UsageEntry | undefined;
 }
 
 /**
@@ -121,7 +131,7 @@ export function topIds(table: BindingTable, scores: Float64Array, n: number): nu
  */
 export function subscriberRows(src: PrrMetricsSource, mode: PerSubscriber, scores: Float64Array | undefined): SubscriberRow[] {
   if (mode.mode === 'none') return [];
-  const { table, counters } = src;
+  const { table, counters, activity } = src;
   let keep: Set<string> | undefined;
   if (mode.mode === 'top' && table.size > mode.n) {
     keep = new Set(topIds(table, scores!, mode.n).map((id) => table.subscriberOf(id)!));
@@ -132,10 +142,12 @@ export function subscriberRows(src: PrrMetricsSource, mode: PerSubscriber, score
     if (keep !== undefined && !keep.has(name)) continue;
     let r = rows.get(name);
     if (r === undefined) {
-      r = { name, ports: 0, fromPackets: 0, fromBytes: 0, toPackets: 0, toBytes: 0, drops: 0 };
+      r = { name, ports: 0, fromPackets: 0, fromBytes: 0, toPackets: 0, toBytes: 0, drops: 0, active: 0, reported: src.usage?.get(name) };
       rows.set(name, r);
     }
-    r.ports += table.portsOf(id)?.size ?? 0;
+    const set = table.portsOf(id);
+    r.ports += set?.size ?? 0;
+    if (activity !== undefined && set !== undefined) r.active += activity.count(table.ipv4Of(id), set);
     r.fromPackets += counters.binding(id, B.from_cpe_packets);
     r.fromBytes += counters.binding(id, B.from_cpe_bytes);
     r.toPackets += counters.binding(id, B.to_cpe_packets);
@@ -145,22 +157,34 @@ export function subscriberRows(src: PrrMetricsSource, mode: PerSubscriber, score
   return [...rows.values()];
 }
 
-/** Ports allocated per shared address (every pool address, unless the pools are huge). */
-export function poolRows(src: PrrMetricsSource): Array<{ pool: string; address: string; allocated: number }> {
-  const { table, pools } = src;
+/** Per shared address: ports allocated, and active when tracked. */
+export interface PoolRow {
+  pool: string;
+  address: string;
+  allocated: number;
+  active: number;
+}
+
+/** Ports allocated (and active) per shared address (every pool address, unless the pools are huge). */
+export function poolRows(src: PrrMetricsSource): PoolRow[] {
+  const { table, pools, activity } = src;
+  // Addresses and subscribers that left the table leave the trackers too.
+  activity?.prune((a) => table.isShared(a));
+  src.usage?.prune((name) => table.findSubscriber(name).length > 0);
   const allocated = new Map<number, number>();
   for (const id of table.ids()) {
     const a = table.ipv4Of(id);
     allocated.set(a, (allocated.get(a) ?? 0) + (table.portsOf(id)?.size ?? 0));
   }
   const every = pools.reduce((n, p) => n + p.size, 0) <= POOL_SERIES_LIMIT;
-  const out: Array<{ pool: string; address: string; allocated: number }> = [];
+  const out: PoolRow[] = [];
+  const row = (pool: string, a: number, n: number): PoolRow => ({ pool, address: formatIpv4(a), allocated: n, active: activity?.countAddress(a) ?? 0 });
   for (const p of pools) {
     const pool = String(p);
     if (every) {
-      for (let a = p.first; a <= p.last; a++) out.push({ pool, address: formatIpv4(a), allocated: allocated.get(a) ?? 0 });
+      for (let a = p.first; a <= p.last; a++) out.push(row(pool, a, allocated.get(a) ?? 0));
     } else {
-      for (const [a, n] of allocated) if (p.contains(a)) out.push({ pool, address: formatIpv4(a), allocated: n });
+      for (const [a, n] of allocated) if (p.contains(a)) out.push(row(pool, a, n));
     }
   }
   return out;

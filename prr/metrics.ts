@@ -14,7 +14,13 @@
  *   prr_bindings, prr_binding_table_bytes, prr_build_info{version,node}
  *   prr_subscriber_ports_allocated{subscriber}, prr_subscriber_{packets,bytes}_total{subscriber,direction},
  *   prr_subscriber_drops_total{subscriber}
- *   prr_pool_ports_capacity{pool,address}, prr_pool_ports_allocated{pool,address}
+ *   prr_subscriber_ports_active{subscriber}   distinct ports the CPE sent from in the last 60 s
+ *                                          (observed by the PRR: prr/port-activity.ts)
+ *   prr_subscriber_ports_in_use{subscriber,protocol}  the CPE's own conntrack count, reported with
+ *                                          its last registration or renewal (prr/usage-reports.ts),
+ *   prr_subscriber_usage_report_timestamp_seconds{subscriber}  and when it reported
+ *   prr_pool_ports_capacity{pool,address}, prr_pool_ports_allocated{pool,address},
+ *   prr_pool_ports_active{pool,address}, prr_ports_active_tracker_bytes
  *
  * Per-subscriber series follow `[metrics] per_subscriber`: `all`, `none`, or `top:N`, the N
  * subscribers with the most recent traffic. "Recent" is a score decayed with a 5-minute half-life,
@@ -25,14 +31,15 @@
  * busiest binding). Cost: one pass over the table per scrape and a size-N heap; about 0.1 s at
  * 200,000 bindings and 0.5 s at 1,000,000 (top:100, one core).
  *
- * Not here yet: "ports active" (distinct ports seen in the last minute) needs a hook in the data
- * plane (prr/dataplane.ts), e.g. a two-generation bitmap per binding over its port-set index.
+ * The ports-active series exist only with `[metrics] ports_active = on` (the default); the
+ * reported ones only with registration on.
  */
 import { Counter, Gauge, Registry } from 'prom-client';
 import { directionCounters, packageVersion, scrapedCounter } from '../common/metrics-server.js';
 import { FIRST_USER_PORT, MAX_PORT } from '../common/portset.js';
 import { DROP_REASON_NAMES, G, type ReassemblyView } from './counters.js';
-import { poolRows, subscriberRows, TrafficScores, type PrrMetricsOptions, type PrrMetricsSource, type SubscriberRow } from './metrics-subscribers.js';
+import { poolRows, subscriberRows, TrafficScores, type PoolRow, type PrrMetricsOptions, type PrrMetricsSource, type SubscriberRow } from './metrics-subscribers.js';
+import { USAGE_PROTOCOLS } from '../provisioning/protocol.js';
 import { REASSEMBLY_DROP_NAMES } from './reassembly.js';
 
 export { POOL_SERIES_LIMIT, topIds, TOP_HALF_LIFE_S, type PrrMetricsOptions, type PrrMetricsSource } from './metrics-subscribers.js';
@@ -241,9 +248,47 @@ export function prrRegistry(src: PrrMetricsSource, opts: PrrMetricsOptions): Reg
     },
   });
 
+  if (src.activity !== undefined) {
+    new Gauge({
+      name: 'prr_subscriber_ports_active',
+      help: 'Distinct ports of the subscriber\'s set its CPE sent from in the last 60 s (observed by the PRR)',
+      labelNames: ['subscriber'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const r of current()) this.set({ subscriber: r.name }, r.active);
+      },
+    });
+  }
+  if (src.usage !== undefined) {
+    new Gauge({
+      name: 'prr_subscriber_ports_in_use',
+      help: 'Ports of the subscriber\'s set in use by protocol, as its CPE counted them in conntrack and reported at its last registration or renewal',
+      labelNames: ['subscriber', 'protocol'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const r of current()) {
+          if (r.reported === undefined) continue;
+          for (const protocol of USAGE_PROTOCOLS) this.set({ subscriber: r.name, protocol }, r.reported.usage[protocol]);
+        }
+      },
+    });
+    new Gauge({
+      name: 'prr_subscriber_usage_report_timestamp_seconds',
+      help: 'When the subscriber\'s CPE last reported its ports in use (Unix time)',
+      labelNames: ['subscriber'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const r of current()) if (r.reported !== undefined) this.set({ subscriber: r.name }, r.reported.at / 1000);
+      },
+    });
+  }
+
   // ---- per shared address ----------------------------------------------------------------------
   const perAddress = MAX_PORT + 1 - (src.allowSystemPorts ? 0 : FIRST_USER_PORT);
-  let pool: Array<{ pool: string; address: string; allocated: number }> = [];
+  let pool: PoolRow[] = [];
   let poolAt = -Infinity;
   const pools = (): typeof pool => {
     const t = now();
@@ -273,5 +318,26 @@ export function prrRegistry(src: PrrMetricsSource, opts: PrrMetricsOptions): Reg
       for (const r of pools()) this.set({ pool: r.pool, address: r.address }, r.allocated);
     },
   });
+  const activity = src.activity;
+  if (activity !== undefined) {
+    new Gauge({
+      name: 'prr_pool_ports_active',
+      help: 'Distinct ports of a shared IPv4 address that CPEs sent from in the last 60 s',
+      labelNames: ['pool', 'address'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const r of pools()) this.set({ pool: r.pool, address: r.address }, r.active);
+      },
+    });
+    new Gauge({
+      name: 'prr_ports_active_tracker_bytes',
+      help: 'Memory held by the ports-active bitmaps (16 KiB per shared address with traffic)',
+      registers,
+      collect() {
+        this.set(activity.bytes());
+      },
+    });
+  }
   return registry;
 }

@@ -25,6 +25,8 @@ export interface MetricsSettings {
   enabled: boolean;
   listen: HostPort;
   perSubscriber: PerSubscriber;
+  /** Track the ports CPEs send from ("ports active"). */
+  portsActive: boolean;
 }
 
 export interface PrrModel {
@@ -129,7 +131,7 @@ export function modelFromConfig(cfg: PrrConfig, source: ConfigSource, file: stri
     pmtuTimeout: cfg.tunnel.pmtu_timeout,
     allowSystemPorts: cfg.prr.allow_system_ports,
     controlSocket: cfg.prr.control_socket,
-    metrics: { enabled: cfg.metrics.enabled, listen: cfg.metrics.listen, perSubscriber: cfg.metrics.per_subscriber },
+    metrics: { enabled: cfg.metrics.enabled, listen: cfg.metrics.listen, perSubscriber: cfg.metrics.per_subscriber, portsActive: cfg.metrics.ports_active },
     logLevel: cfg.prr.log_level,
     registration: cfg.registration,
   };

@@ -11,6 +11,7 @@ import { loadAuthorizedKeys, type KeyEntry } from './registration-keys.js';
 import { Registrar } from './registration-service.js';
 import { startRegistrationServer, type RegistrationServer } from './registration.js';
 import { RegistrationStore } from './store.js';
+import { recordingUsage, UsageReports } from './usage-reports.js';
 
 export type RegistrationSection = PrrConfig['registration'];
 
@@ -20,6 +21,8 @@ export const EXPIRE_SWEEP_MS = 60_000;
 export interface PrrRegistration {
   readonly server: RegistrationServer;
   readonly registrar: Registrar;
+  /** The port counts CPEs reported with their requests (`--usage`), for the metrics. */
+  readonly usage: UsageReports;
   /** Re-read the authorized-keys file (SIGHUP); returns the number of keys. */
   reloadKeys(): number;
   close(): Promise<void>;
@@ -53,13 +56,14 @@ export async function startPrrRegistration(model: PrrModel, table: BindingTable,
   });
   const { loaded, skipped } = registrar.start();
   rlog.info(`${store.file}: ${loaded} registered bindings restored${skipped > 0 ? `, ${skipped} not restored (see above)` : ''}; ${keys.size} authorized keys`);
+  const usage = new UsageReports();
   let server: RegistrationServer;
   try {
     server = await startRegistrationServer({
       listen: reg.listen,
       hostKeyFile: reg.host_key,
       keys: () => keys,
-      service: registrar,
+      service: recordingUsage(registrar, usage),
       ratePerKey: reg.rate_per_key,
       rateTotal: reg.rate_total,
       log: rlog,
@@ -79,6 +83,7 @@ export async function startPrrRegistration(model: PrrModel, table: BindingTable,
   return {
     server,
     registrar,
+    usage,
     reloadKeys() {
       keys = loadAuthorizedKeys(reg.authorized_keys);
       return keys.size;

@@ -12,6 +12,7 @@
  * then the original tuple's `src= dst= sport= dport=` (or `type= code= id=`), then the reply's.
  */
 import { formatIpv4, type Ipv4Prefix } from '../common/config/values.js';
+import type { UsageReport } from '../provisioning/protocol.js';
 
 /** `conntrack` argument lists that flush the LAN's entries and those NATed to `shared`. */
 export function flushCommands(lanPrefix: Ipv4Prefix, shared: number | undefined): string[][] {
@@ -90,4 +91,11 @@ export function portUsage(text: string, shared: number): PortUsage {
   const byProtocol: Record<string, number> = { tcp: 0, udp: 0, icmp: 0 };
   for (const [proto, set] of ports) byProtocol[proto] = set.size;
   return { byProtocol, byService, flows };
+}
+
+/** The `--usage` report of a count (provisioning/protocol.ts): tcp, udp, icmp, and the rest summed as other. */
+export function usageReport(u: PortUsage): UsageReport {
+  const r: UsageReport = { tcp: u.byProtocol['tcp'] ?? 0, udp: u.byProtocol['udp'] ?? 0, icmp: u.byProtocol['icmp'] ?? 0, other: 0 };
+  for (const [proto, n] of Object.entries(u.byProtocol)) if (proto !== 'tcp' && proto !== 'udp' && proto !== 'icmp') r.other += n;
+  return r;
 }

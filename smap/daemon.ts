@@ -41,7 +41,7 @@ import { TUN_QUEUE } from '../common/native/ring.js';
 import { formatIpv6 } from '../common/native/addr6.js';
 import type { TunDevice, Tunnel6Socket } from '../common/native/types.js';
 import { TUNNEL_OVERHEAD } from '../common/codec/constants.js';
-import { flushCommands, natedFlows, portUsage, type PortUsage } from './conntrack.js';
+import { flushCommands, natedFlows, portUsage, usageReport, type PortUsage } from './conntrack.js';
 import { SmapCore, type SmapBinding } from './core.js';
 import { G, SmapCounters, type CounterSnapshot } from './counters.js';
 import { SmapDataplane } from './dataplane.js';
@@ -514,6 +514,7 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
           },
         },
         onLease,
+        usage: async () => (binding === undefined ? undefined : usageReport(portUsage(await io.conntrackTable(), binding.shared))),
       });
       void client.start();
       return;

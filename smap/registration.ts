@@ -21,7 +21,7 @@ import { ConfigError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { parsePortSet } from '../common/portset.js';
 import { generateEd25519, sshFingerprint } from '../provisioning/keys.js';
-import { decodeLease, type LeaseReply } from '../provisioning/protocol.js';
+import { decodeLease, EXIT_USAGE, formatUsage, type LeaseReply, type UsageReport } from '../provisioning/protocol.js';
 import type { SmapBinding } from './core.js';
 
 /** A registration failure: stable code, one-line message naming the PRR. */
@@ -144,9 +144,10 @@ export function request(ep: PrrEndpoint, command: string): Promise<string> {
   });
 }
 
-/** `register --ipv6 ADDR [--ports N]` -> the lease. */
-export async function register(ep: PrrEndpoint, ipv6: string, ports?: number): Promise<LeaseReply> {
-  return decodeLease(await request(ep, `register --ipv6 ${ipv6}${ports !== undefined ? ` --ports ${ports}` : ''}`));
+/** `register --ipv6 ADDR [--ports N] [--usage ...]` -> the lease. */
+export async function register(ep: PrrEndpoint, ipv6: string, ports?: number, usage?: UsageReport): Promise<LeaseReply> {
+  const opt = `${ports !== undefined ? ` --ports ${ports}` : ''}${usage !== undefined ? ` --usage ${formatUsage(usage)}` : ''}`;
+  return decodeLease(await request(ep, `register --ipv6 ${ipv6}${opt}`));
 }
 
 /** Delay before renewing a lease: 0.4-0.6 of it (`rand` in [0, 1)). */
@@ -170,6 +171,12 @@ export interface RegistrationClientOptions {
   log: Logger;
   /** Called with each new or renewed lease. */
   onLease: (lease: LeaseReply) => void;
+  /**
+   * The CPE's ports in use (conntrack), sent with each request (`--usage`) so the PRR can export
+   * them; undefined when there is nothing to count yet. A PRR too old to know `--usage` refuses it
+   * as a usage error: the client then registers without it from then on.
+   */
+  usage?: () => Promise<UsageReport | undefined>;
   random?: () => number;
 }
 
@@ -184,6 +191,7 @@ export class RegistrationClient {
   private lease: LeaseReply | undefined;
   /** Requests answered with a lease, failed, and refused for a host key that is not the pinned one. */
   readonly counts = { ok: 0, failed: 0, host_key_mismatch: 0 };
+  private sendUsage = true;
   private readonly o: RegistrationClientOptions;
   private readonly random: () => number;
 
@@ -226,10 +234,22 @@ export class RegistrationClient {
     this.timer.unref();
   }
 
+  private async registerOnce(): Promise<LeaseReply> {
+    const usage = this.sendUsage ? await this.o.usage?.().catch(() => undefined) : undefined;
+    try {
+      return await register(this.o.endpoint, this.o.ipv6, this.o.ports, usage);
+    } catch (err) {
+      if (usage === undefined || !(err instanceof RegistrationError) || err.exitCode !== EXIT_USAGE || !/--usage/.test(err.message)) throw err;
+      this.sendUsage = false;
+      this.o.log.info(`the PRR does not take usage reports (${err.message}); registering without them`);
+      return register(this.o.endpoint, this.o.ipv6, this.o.ports);
+    }
+  }
+
   private async run(): Promise<void> {
     if (this.stopped) return;
     try {
-      const lease = await register(this.o.endpoint, this.o.ipv6, this.o.ports);
+      const lease = await this.registerOnce();
       this.attempt = 0;
       this.counts.ok++;
       this.lease = lease;

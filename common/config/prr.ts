@@ -134,6 +134,8 @@ const sections = {
     enabled: s.bool({ default: true }),
     listen: s.hostPort({ default: { host: '127.0.0.1', port: 9150 } }),
     per_subscriber: perSubscriberField({ default: { mode: 'top', n: 100 } }),
+    /** Track the ports each CPE sends from (prr_subscriber_ports_active, prr/port-activity.ts). */
+    ports_active: s.bool({ default: true }),
   },
   registration: {
     enabled: s.bool({ default: false }),

@@ -68,7 +68,7 @@ t.test('defaults', async (t) => {
   t.same(cfg.internal, side);
   t.same(cfg.external, side);
   t.equal(tunnelMtuOf(cfg), 1460, 'auto = [internal] mtu - 40');
-  t.same(cfg.metrics, { enabled: true, listen: { host: '127.0.0.1', port: 9150 }, per_subscriber: { mode: 'top', n: 100 } });
+  t.same(cfg.metrics, { enabled: true, listen: { host: '127.0.0.1', port: 9150 }, per_subscriber: { mode: 'top', n: 100 }, ports_active: true });
   t.equal(cfg.subscriber.size, 0);
 });
 
@@ -140,6 +140,7 @@ ports = 11001-12000
   t.same(cfg.metrics.per_subscriber, { mode: 'all' });
   t.same(parsePrrConfig(`${BASE}[metrics]\nper_subscriber = top:5\n`).metrics.per_subscriber, { mode: 'top', n: 5 });
   t.same(parsePrrConfig(`${BASE}[metrics]\nper_subscriber = none\n`).metrics.per_subscriber, { mode: 'none' });
+  t.equal(parsePrrConfig(`${BASE}[metrics]\nports_active = off\n`).metrics.ports_active, false, 'ports_active = off');
   const low = `${BASE}allow_system_ports = true\n[subscriber.ops]\nipv6 = 2001:db8:9::1\nshared_ipv4 = 192.0.2.3\nports = 1-1023\n`;
   t.equal(String(parsePrrConfig(low).subscriber.get('ops')?.ports), '1-1023', 'system ports when allowed');
   // One CPE with two port sets (two softwires, RFC 7596 §5.1): two sections, one IPv6 address.

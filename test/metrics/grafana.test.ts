@@ -13,6 +13,8 @@ import { PortRange } from '../../common/portset.js';
 import { BindingTable } from '../../prr/bindings.js';
 import { B, Drop, G, PER_BINDING, PrrCounters } from '../../prr/counters.js';
 import { prrRegistry } from '../../prr/metrics.js';
+import { PortActivity } from '../../prr/port-activity.js';
+import { UsageReports } from '../../prr/usage-reports.js';
 import { REASSEMBLY_DROP_NAMES } from '../../prr/reassembly.js';
 import { serveMetrics as servePrrMetrics } from '../../common/metrics-server.js';
 import { SmapCounters } from '../../smap/counters.js';
@@ -25,6 +27,7 @@ import {
   fetchApi,
   freePort,
   GRAFANA,
+  grafanaToPromQL,
   instant,
   loadDashboard,
   noPrometheusReason,
@@ -76,8 +79,14 @@ t.test('every panel query, variable and alert expression runs on a real Promethe
   counters.global[G.in4_packets] = 100;
   counters.drops4[Drop.no_binding] = 5;
   counters.reassembly.internet = { counters: { fragments: 4, reassembled: 2, drops: new Float64Array(REASSEMBLY_DROP_NAMES.length) }, inProgress: 1, fragmentsHeld: 1, bytesHeld: () => 600 };
+  // cpe1's CPE sent from 30 ports and reported 28 TCP + 2 UDP; cpe2 sent from 5, reported nothing.
+  const activity = new PortActivity();
+  for (let p = 10000; p < 10030; p++) activity.mark(sh, p);
+  for (let p = 11001; p < 11006; p++) activity.mark(sh, p);
+  const usage = new UsageReports();
+  usage.set('cpe1', { tcp: 28, udp: 2, icmp: 0, other: 0 });
   const prr = await servePrrMetrics(
-    prrRegistry({ table, counters, pools: [parseIpv4Prefix('192.0.2.100/32')!], allowSystemPorts: false }, { perSubscriber: { mode: 'all' } }),
+    prrRegistry({ table, counters, pools: [parseIpv4Prefix('192.0.2.100/32')!], allowSystemPorts: false, activity, usage }, { perSubscriber: { mode: 'all' } }),
     { host: '127.0.0.1', port: 0 },
   );
   t.teardown(() => prr.close());
@@ -115,12 +124,18 @@ t.test('every panel query, variable and alert expression runs on a real Promethe
     }
   }, 30_000, 250);
   t.equal((await instant(get, 'prr_subscriber_bytes_total{subscriber="cpe1",direction="to_cpe"}'))[0]?.value[1], '1000000', 'a PRR value through Prometheus');
+  const nearest = loadDashboard('port-consumption.json').panels.find((p) => p.title.startsWith('Subscribers nearest exhaustion'))!;
+  const shares = (await instant(get, grafanaToPromQL(nearest.targets![0]!.expr))).map((x) => [x.metric['subscriber'], Number(x.value[1]).toFixed(4)]).sort();
+  t.same(shares, [['cpe1', (30 / 1001).toFixed(4)], ['cpe2', (5 / 1000).toFixed(4)]], 'nearest exhaustion: the larger of observed and reported, over the set size');
 
+  // The port-usage queries (observed and reported) must not only run but find their data.
+  const mustHaveData = /ports_active|ports_in_use|label_values/;
   for (const f of DASHBOARDS) {
     for (const q of dashboardQueries(loadDashboard(f))) {
       try {
         const r = await evaluate(get, q.expr);
-        t.pass(`${f} ${q.where}: ${r.length} series`);
+        if (mustHaveData.test(q.expr)) t.ok(r.length > 0, `${f} ${q.where}: ${r.length} series (must be some)`);
+        else t.pass(`${f} ${q.where}: ${r.length} series`);
       } catch (err) {
         t.fail(`${f} ${q.where}: ${(err as Error).message}`);
       }

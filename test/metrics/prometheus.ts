@@ -99,7 +99,8 @@ export function grafanaToPromQL(expr: string): string {
     .replaceAll('$__rate_interval', '1m')
     .replaceAll('$__interval', '15s')
     .replaceAll('$__range', '1h')
-    .replaceAll('$instance', '.*');
+    .replaceAll('$instance', '.*')
+    .replaceAll('$subscriber', '.*');
 }
 
 /** Every query of a dashboard: panel targets and `label_values(metric, label)` variables. */
@@ -128,7 +129,7 @@ export function loadDashboard(name: string): DashboardJson {
 export async function evaluate(get: PromGet, expr: string): Promise<Sample[] | string[]> {
   const m = /^label_values\(\s*([^,]+?)\s*,\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\)$/.exec(expr);
   if (m !== null) {
-    const r = await get(`/api/v1/label/${m[2]}/values`, { 'match[]': m[1]! });
+    const r = await get(`/api/v1/label/${m[2]}/values`, { 'match[]': grafanaToPromQL(m[1]!) });
     if (r.status !== 'success') throw new Error(`${expr}: ${r.errorType}: ${r.error}`);
     return r.data as string[];
   }

@@ -14,6 +14,8 @@ import { prrRegistry, topIds, TOP_HALF_LIFE_S } from '../../prr/metrics.js';
 import { serveMetrics } from '../../common/metrics-server.js';
 import { REASSEMBLY_DROP_NAMES } from '../../prr/reassembly.js';
 import { REPO_ROOT } from '../lab/paths.js';
+import { PortActivity } from '../../prr/port-activity.js';
+import { UsageReports } from '../../prr/usage-reports.js';
 import { labelValues, NO_PROMTOOL, promtoolCheckMetrics, promtoolPath, samples, value } from './helpers.js';
 
 const SH = parseIpv4('192.0.2.100')!;
@@ -25,7 +27,7 @@ const v6 = (n: number): Buffer => {
 };
 
 /** A PRR's state without a data plane: four subscribers on 192.0.2.100/31, counters set by hand. */
-function world(perSubscriber: PerSubscriber = { mode: 'all' }) {
+function world(perSubscriber: PerSubscriber = { mode: 'all' }, extra: { activity?: PortActivity; usage?: UsageReports } = {}) {
   const table = new BindingTable();
   const counters = new PrrCounters();
   table.onChange = (id, what) => {
@@ -39,7 +41,7 @@ function world(perSubscriber: PerSubscriber = { mode: 'all' }) {
   };
   let clock = 1_000_000;
   const pools = [parseIpv4Prefix('192.0.2.100/31')!];
-  const registry = prrRegistry({ table, counters, pools, allowSystemPorts: false }, { perSubscriber, now: () => clock });
+  const registry = prrRegistry({ table, counters, pools, allowSystemPorts: false, ...extra }, { perSubscriber, now: () => clock });
   const traffic = (id: number, fromBytes: number, toBytes = 0): void => {
     const o = id * PER_BINDING;
     counters.perBinding[o + B.from_cpe_bytes]! += fromBytes;
@@ -212,10 +214,46 @@ t.test('pool series: every address of the pools, ports allocated and allocatable
   t.same(labelValues(text, 'prr_pool_ports_capacity', 'address').sort(), ['192.0.2.100', '192.0.2.101']);
 });
 
+t.test('ports active (observed) and ports in use (reported), per subscriber and per address', async (t) => {
+  const activity = new PortActivity();
+  const usage = new UsageReports(() => 1_700_000_000_000);
+  const w = world({ mode: 'all' }, { activity, usage });
+  for (let p = 10000; p < 10040; p++) activity.mark(SH, p); // cpe1: 40 ports
+  activity.mark(SH, 10000); // a repeat counts once
+  for (let p = 2048; p < 2051; p++) activity.mark(SH + 1, p); // cpe3: 3
+  usage.set('cpe1', { tcp: 38, udp: 2, icmp: 0, other: 0 });
+  let text = await w.scrape();
+  t.equal(value(text, 'prr_subscriber_ports_active', { subscriber: 'cpe1' }), 40);
+  t.equal(value(text, 'prr_subscriber_ports_active', { subscriber: 'cpe2' }), 0);
+  t.equal(value(text, 'prr_subscriber_ports_active', { subscriber: 'cpe3' }), 3);
+  t.equal(value(text, 'prr_subscriber_ports_in_use', { subscriber: 'cpe1', protocol: 'tcp' }), 38);
+  t.equal(value(text, 'prr_subscriber_ports_in_use', { subscriber: 'cpe1', protocol: 'udp' }), 2);
+  t.same(labelValues(text, 'prr_subscriber_ports_in_use', 'subscriber').sort(), ['cpe1', 'cpe1', 'cpe1', 'cpe1'], 'only reporting subscribers');
+  t.equal(value(text, 'prr_subscriber_usage_report_timestamp_seconds', { subscriber: 'cpe1' }), 1_700_000_000);
+  const pool = '192.0.2.100/31';
+  t.equal(value(text, 'prr_pool_ports_active', { pool, address: '192.0.2.100' }), 40);
+  t.equal(value(text, 'prr_pool_ports_active', { pool, address: '192.0.2.101' }), 3);
+  t.equal(value(text, 'prr_ports_active_tracker_bytes'), 2 * 16384);
+  activity.rotate();
+  activity.rotate();
+  w.table.remove(w.ids.cpe1);
+  text = await w.scrape();
+  t.equal(value(text, 'prr_subscriber_ports_active', { subscriber: 'cpe3' }), 0, 'aged out after a full window');
+  t.equal(value(text, 'prr_subscriber_ports_in_use', { subscriber: 'cpe1', protocol: 'tcp' }), undefined, 'released: the report goes too');
+  t.equal(usage.size, 0, 'and the report store forgets it');
+  // Off: no series at all (not zeros that would look like idle CPEs).
+  const off = await world().scrape();
+  t.notMatch(off, /prr_subscriber_ports_active|prr_pool_ports_active|prr_subscriber_ports_in_use/);
+});
+
 t.test('promtool check metrics accepts the exposition (all series populated)', { skip: promtoolPath() === undefined ? NO_PROMTOOL : false }, async (t) => {
   for (const mode of [{ mode: 'all' }, { mode: 'top', n: 1 }, { mode: 'none' }] as PerSubscriber[]) {
-    const w = world(mode);
+    const activity = new PortActivity();
+    const usage = new UsageReports();
+    const w = world(mode, { activity, usage });
     w.traffic(w.ids.cpe1, 1000, 2000);
+    activity.mark(SH, 10001);
+    usage.set('cpe1', { tcp: 1, udp: 0, icmp: 0, other: 0 });
     w.counters.reassembly.tunnel = { counters: { fragments: 1, reassembled: 0, drops: new Float64Array(REASSEMBLY_DROP_NAMES.length) }, inProgress: 1, fragmentsHeld: 1, bytesHeld: () => 8 };
     const r = promtoolCheckMetrics(await w.scrape());
     t.equal(r.code, 0, `exit 0 (${mode.mode})`);

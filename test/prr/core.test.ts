@@ -447,6 +447,7 @@ t.test('CPE -> Internet: a CPE sending from its own set goes out unchanged', asy
     isForward(t, v, Action.ToInternet, pkt, name);
     t.equal(v.from, from, `${name}: from the right binding`);
     t.equal(v.to, -1, `${name}: not to a CPE`);
+    t.equal(v.srcPort, pkt.readUInt16BE(20), `${name}: the validated source port, for ports active`);
   }
 });
 
@@ -495,6 +496,7 @@ t.test('CPE -> Internet: source validation', async (t) => {
     const cpe = lab.table.lookupIpv6(src6, 0);
     t.equal(v.from, reason === 'port_outside_set' ? cpe : -1, `${name}: attributed to ${reason === 'port_outside_set' ? 'the sending CPE' : 'no binding'}`);
     if (reason === 'port_outside_set') t.ok(cpe >= 0, `${name}: the sender is a known CPE`);
+    t.equal(v.srcPort, -1, `${name}: no port marked active`);
   }
 });
 

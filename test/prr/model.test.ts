@@ -77,7 +77,7 @@ t.test('the 2010 flat file: bindings, policy and every default', async (t) => {
     pmtuTimeout: 600,
     allowSystemPorts: false,
     controlSocket: '/run/prr/control.sock',
-    metrics: { enabled: true, listen: { host: '127.0.0.1', port: 9150 }, perSubscriber: { mode: 'top', n: 100 } },
+    metrics: { enabled: true, listen: { host: '127.0.0.1', port: 9150 }, perSubscriber: { mode: 'top', n: 100 }, portsActive: true },
     logLevel: 'info',
     registration: parsePrrConfig('[prr]\nipv4 = 192.0.2.1\ntunnel_ipv6 = 2001:db8::1\nshared_ipv4 = 192.0.2.100\n').registration,
   });
@@ -130,6 +130,7 @@ allow_incoming_icmp = no
 enabled = false
 listen = [::1]:9999
 per_subscriber = none
+ports_active = off
 [subscriber.b]
 ipv6 = 2001:db8:2::1
 shared_ipv4 = 198.51.100.7
@@ -160,7 +161,7 @@ ports = 100-2000
   ], 'file order; br by index');
   t.same([m.source, m.tun, m.tunnelMtu, m.allowSystemPorts, m.logLevel], ['ini', 'prr7', 1400, true, 'debug']);
   t.equal(m.controlSocket, path.resolve('/etc/prr/run/ctl.sock'), 'relative to the file');
-  t.same(m.metrics, { enabled: false, listen: { host: '::1', port: 9999 }, perSubscriber: { mode: 'none' } });
+  t.same(m.metrics, { enabled: false, listen: { host: '::1', port: 9999 }, perSubscriber: { mode: 'none' }, portsActive: false });
   t.equal(summarizeModel(m), '2 subscribers, pools 192.0.2.0/30, 198.51.100.7/32, tunnel MTU 1400');
   t.equal(parsePrrModel('[prr]\nipv4 = 198.51.100.1\ntunnel_ipv6 = 2001:db8:ffff::1\nshared_ipv4 = 192.0.2.0/30\n[internal]\nmtu = 1280\n', 'f').tunnelMtu, 1240, 'auto follows [internal] mtu');
 });
