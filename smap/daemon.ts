@@ -21,7 +21,7 @@
  * SIGHUP; a new WAN address registers again at once; while the PRR is unreachable the client
  * backs off and the last binding keeps forwarding.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type net from 'node:net';
@@ -67,6 +67,8 @@ export interface SmapIo {
   removeFile(file: string): void;
   /** Call onEvent after IPv6 address changes; returns a stop function. */
   monitorAddresses(onEvent: () => void): () => void;
+  /** `nft -f -` without blocking the data plane (the FTP ALG's per-transfer mappings); else `nft`. */
+  nftAsync?(input: string): Promise<void>;
   /** SO_ORIGINAL_DST of a redirected connection; without it the FTP ALG does not run. */
   originalDst?(sock: net.Socket): { address: string; port: number };
 }
@@ -263,14 +265,15 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
   // The FTP ALG listens before the table that redirects to it is written.
   if (cfg.nat.ftp && io.originalDst !== undefined) {
     const originalDst = io.originalDst;
+    const nft = io.nftAsync ?? (async (input: string) => io.nft(input));
     const alg = new FtpAlg({
       log: log.child('ftp'),
       lanPrefix,
       binding: () => binding,
       io: {
         originalDst,
-        addMapping: async (m) => io.nft(ftpMappingText('add', m)),
-        removeMapping: async (m) => io.nft(ftpMappingText('delete', m)),
+        addMapping: (m) => nft(ftpMappingText('add', m)),
+        removeMapping: (m) => nft(ftpMappingText('delete', m)),
         portsInUse: async (shared) => new Set([...natedFlows(await io.conntrackTable(), shared)].filter((f) => f.proto === 'tcp').map((f) => f.port)),
       },
     });
@@ -505,6 +508,15 @@ export function systemIo(openTun: SmapIo['openTun'], openTunnel: SmapIo['openTun
     ip: (args) => void run('ip', args),
     ipJson: (args) => JSON.parse(run('ip', ['-j', ...args]) || '[]') as unknown,
     nft: (input) => void run('nft', ['-f', '-'], input),
+    nftAsync: (input) =>
+      new Promise<void>((resolve, reject) => {
+        const child = execFile('nft', ['-f', '-'], { encoding: 'utf8' }, (err, _out, stderr) => {
+          if (err === null) return resolve();
+          const msg = stderr.trim().split('\n').find((l) => l.trim() !== '') ?? err.message;
+          reject(new NativeError(`nft -f -: ${msg.trim()}`));
+        });
+        child.stdin?.end(input);
+      }),
     conntrack(args) {
       try {
         execFileSync('conntrack', args, { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
