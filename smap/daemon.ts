@@ -79,6 +79,8 @@ export interface SmapIo {
   monitorAddresses(onEvent: () => void): () => void;
   /** Run an executable (`[tunnel] mtu_hook`); rejects with its first error line. */
   runHook?(file: string, args: string[]): Promise<void>;
+  /** `nft -f -` without blocking the data plane (the FTP ALG's per-transfer mappings); else `nft`. */
+  nftAsync?(input: string): Promise<void>;
   /** SO_ORIGINAL_DST of a redirected connection; without it the FTP ALG does not run. */
   originalDst?(sock: net.Socket): { address: string; port: number };
 }
@@ -304,14 +306,15 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
   // The FTP ALG listens before the table that redirects to it is written.
   if (cfg.nat.ftp && io.originalDst !== undefined) {
     const originalDst = io.originalDst;
+    const nft = io.nftAsync ?? (async (input: string) => io.nft(input));
     const alg = new FtpAlg({
       log: log.child('ftp'),
       lanPrefix,
       binding: () => binding,
       io: {
         originalDst,
-        addMapping: async (m) => io.nft(ftpMappingText('add', m)),
-        removeMapping: async (m) => io.nft(ftpMappingText('delete', m)),
+        addMapping: (m) => nft(ftpMappingText('add', m)),
+        removeMapping: (m) => nft(ftpMappingText('delete', m)),
         portsInUse: async (shared) => new Set([...natedFlows(await io.conntrackTable(), shared)].filter((f) => f.proto === 'tcp').map((f) => f.port)),
       },
     });
@@ -623,6 +626,15 @@ export function systemIo(openTun: SmapIo['openTun'], openTunnel: SmapIo['openTun
     ip: (args) => void run('ip', args),
     ipJson: (args) => JSON.parse(run('ip', ['-j', ...args]) || '[]') as unknown,
     nft: (input) => void run('nft', ['-f', '-'], input),
+    nftAsync: (input) =>
+      new Promise<void>((resolve, reject) => {
+        const child = execFile('nft', ['-f', '-'], { encoding: 'utf8' }, (err, _out, stderr) => {
+          if (err === null) return resolve();
+          const msg = stderr.trim().split('\n').find((l) => l.trim() !== '') ?? err.message;
+          reject(new NativeError(`nft -f -: ${msg.trim()}`));
+        });
+        child.stdin?.end(input);
+      }),
     conntrack(args) {
       try {
         execFileSync('conntrack', args, { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });

@@ -175,24 +175,33 @@ t.test('FTP, passive and active, from two CPEs sharing 192.0.2.100', { skip: lab
   await t.test('bad control lines: refused with a reply, counted, the agent keeps serving', async (t) => {
     const cpe = l.cpes[0];
     const before = (await status(cpe)).ftp_alg!.events;
+    // Each command waits for its reply (bounded), so the order of replies is the order of commands.
     const script = `
 const s = require('net').connect(21, '${INET}');
-let got = '';
+let got = '', closed = false;
 s.on('data', (d) => { got += d; });
-const send = (x) => new Promise((r) => setTimeout(() => { s.write(x); r(); }, 300));
+s.on('close', () => { closed = true; });
+const replies = () => got.split('\\n').filter((l) => /^\\d{3} /.test(l)).length;
+const until = (ok) => new Promise((r) => { const t0 = Date.now(); const i = setInterval(() => { if (ok() || Date.now() - t0 > 10000) { clearInterval(i); r(); } }, 20); });
+const send = async (x) => { const n = replies(); s.write(x); await until(() => replies() > n || closed); };
 (async () => {
-  await send('USER anonymous\\r\\nPASS x\\r\\n');
+  await until(() => replies() >= 1);
+  await send('USER anonymous\\r\\n');
+  await send('PASS x\\r\\n');
   await send('PORT 1,2,3\\r\\n');
   await send('PORT 10,9,9,9,1,1\\r\\n');
   await send('EPRT |2|::1|5000|\\r\\n');
   await send('x'.repeat(10000));
-  setTimeout(() => { console.log(JSON.stringify(got)); process.exit(0); }, 1000);
+  await until(() => closed);
+  console.log(JSON.stringify({ got, closed }));
+  process.exit(0);
 })();`;
     const r = await cpe.lan.exec(process.execPath, ['-e', script], { timeoutMs: 15_000 });
     t.match(r.stdout, /501 Syntax error in PORT/, 'malformed PORT: 501');
     t.match(r.stdout, /501 PORT must name the client's own address/, "another host's address: 501");
     t.match(r.stdout, /522 /, 'EPRT for IPv6: 522');
-    t.match(r.stdout, /500 Command line too long/, 'a 10000-byte line: 500, then closed');
+    t.match(r.stdout, /500 Command line too long/, 'a 10000-byte line: 500');
+    t.match(r.stdout, /"closed":true/, 'then the session is closed');
     const after = (await status(cpe)).ftp_alg!.events;
     t.equal(after.malformed - before.malformed, 1, 'counted: malformed');
     t.equal(after.foreign_address - before.foreign_address, 1, 'counted: foreign_address');

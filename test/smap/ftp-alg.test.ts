@@ -54,7 +54,7 @@ interface Rig {
   client(): Promise<{ say(text: string | Buffer, n?: number): Promise<string[]>; closed: Promise<void>; sock: net.Socket }>;
 }
 
-async function rig(t: Test, opts: { ports?: string; inUse?: number[]; failMapping?: boolean; lan?: string; dst?: () => { address: string; port: number } } = {}): Promise<Rig> {
+async function rig(t: Test, opts: { ports?: string; inUse?: number[]; failMapping?: boolean; lan?: string; dst?: () => { address: string; port: number }; maxSessions?: number } = {}): Promise<Rig> {
   const server = await fakeServer();
   const added: DataMapping[] = [];
   const removed: DataMapping[] = [];
@@ -64,6 +64,7 @@ async function rig(t: Test, opts: { ports?: string; inUse?: number[]; failMappin
     binding: () => ({ shared: SHARED, ports: parsePortSet(opts.ports ?? '20000-20002') }),
     serverPort: server.port,
     random: () => 0,
+    ...(opts.maxSessions !== undefined ? { maxSessions: opts.maxSessions } : {}),
     io: {
       originalDst: opts.dst ?? (() => ({ address: '127.0.0.1', port: server.port })),
       addMapping: async (m) => {
@@ -199,6 +200,16 @@ t.test('refusals: not from the LAN, no original destination, not the FTP port, n
   t.same(await c.say('PORT 127,0,0,1,1,1\r\n'), ['425 Cannot prepare the data connection (smap FTP ALG)']);
   t.equal(failing.alg.snapshot().events.mapping_failed, 1);
   t.equal(failing.alg.snapshot().active_mappings, 0, 'the port is not kept reserved');
+});
+
+t.test('sessions are bounded: over the limit, refused and counted', async (t) => {
+  const r = await rig(t, { maxSessions: 1 });
+  const first = await r.client();
+  const second = net.connect(r.port, '127.0.0.1');
+  second.on('error', () => undefined);
+  await new Promise<void>((res) => second.once('close', () => res()));
+  t.equal(r.alg.snapshot().events.refused, 1, 'the second session is refused');
+  t.same(await first.say('NOOP\r\n'), ['200 ok'], 'the first goes on');
 });
 
 t.test('server unreachable: 421 to the client, counted', async (t) => {
