@@ -81,6 +81,8 @@ t.test('the PRR and the SMAP run as a non-root user with CAP_NET_ADMIN and CAP_N
         return st.state === 'running' ? st : undefined;
       }, 30_000, 200);
       t.equal(s.binding?.source, 'registration', `${cpe.host.short}: binding from registration`);
+      t.equal(cpe.host.run('cat', '/proc/sys/net/ipv6/conf/smap0/disable_ipv6').trim(), '1', `${cpe.host.short}: the agent wrote its sysctls (no IPv6 on smap0)`);
+      t.match(cpe.host.run('nft', 'list', 'table', 'ip', 'smap'), /snat .*192\.0\.2\.100/, `${cpe.host.short}: the agent's nft -f (run as nobody) installed its table`);
       const set = parsePortSet(s.binding!.ports);
       const body = (await cpe.lan.exec('curl', ['-sS', '--max-time', '10', `http://${INET}/`])).stdout;
       const m = /^192\.0\.2\.100:(\d+)\n$/.exec(body);
