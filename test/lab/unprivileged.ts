@@ -9,6 +9,7 @@
  * device through it needs CAP_NET_ADMIN). A container without udev may leave it 0600, which only
  * CAP_DAC_OVERRIDE could open; the wrapper then bind-mounts a 0666 node of the same device over it,
  * inside the mount namespace that `ip netns exec` gives each command (never the host's).
+ * Paths in the test's own files need no quoting beyond '...' (no quote in them).
  */
 import { execFileSync } from 'node:child_process';
 import { chmodSync, statSync } from 'node:fs';
@@ -21,6 +22,9 @@ export interface RunAs {
   caps: readonly string[];
   /** A 0666 character device node for /dev/net/tun (made by `tunNode`), when the host's is not. */
   tunNode?: string;
+  /** Give the daemon an empty /run with /run/NAME its own (systemd's RuntimeDirectory=NAME), so
+   * a config's default control socket works; the host's /run is not touched. */
+  runtimeDir?: string;
 }
 
 /**
@@ -47,9 +51,12 @@ export function wrapCommand(r: RunAs | undefined, cmd: string, args: readonly st
   // A clean environment with systemd's PATH, as a unit gets (and none of the test runner's
   // NODE_OPTIONS hooks, which write where this user may not).
   const priv = ['setpriv', ...setprivArgs(r), 'env', '-i', `PATH=${SERVICE_PATH}`, cmd, ...args];
-  if (r.tunNode === undefined) return [priv[0]!, priv.slice(1)];
-  // "$0" is the node, "$@" the setpriv command line.
-  return ['sh', ['-c', 'mount --bind "$0" /dev/net/tun && exec "$@"', r.tunNode, ...priv]];
+  // Set-up as root in the mount namespace `ip netns exec` gives each command (never the host's).
+  const steps: string[] = [];
+  if (r.tunNode !== undefined) steps.push(`mount --bind '${r.tunNode}' /dev/net/tun`);
+  if (r.runtimeDir !== undefined) steps.push(`mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -m 0700 '/run/${r.runtimeDir}' && chown ${r.uid}:${r.gid} '/run/${r.runtimeDir}'`);
+  if (steps.length === 0) return [priv[0]!, priv.slice(1)];
+  return ['sh', ['-c', `${steps.join(' && ')} && exec "$@"`, 'sh', ...priv]];
 }
 
 /** True when an unprivileged process can open /dev/net/tun for reading and writing. */

@@ -3,7 +3,9 @@
  * holding only CAP_NET_ADMIN and CAP_NET_RAW (ambient, inherited by the `ip`, `nft` and
  * `conntrack` they execute), no_new_privs, no supplementary groups. Two CPEs register over SSH,
  * and their LANs reach the Internet through the tunnel (HTTP and ping). Then each capability is
- * shown necessary: without it, each daemon stops at start with one error line.
+ * shown necessary: without it, each daemon stops at start with one error line. Last, the files
+ * `prr init` writes run that way too, with the default control socket in a /run/prr of its own
+ * (as RuntimeDirectory= gives it), and serve the host key whose fingerprint init printed.
  *
  * The capability set proved here is the one the unit files grant (test/provisioning/systemd.test.ts
  * checks that they grant DAEMON_CAPS).
@@ -79,6 +81,8 @@ t.test('the PRR and the SMAP run as a non-root user with CAP_NET_ADMIN and CAP_N
         return st.state === 'running' ? st : undefined;
       }, 30_000, 200);
       t.equal(s.binding?.source, 'registration', `${cpe.host.short}: binding from registration`);
+      t.equal(cpe.host.run('cat', '/proc/sys/net/ipv6/conf/smap0/disable_ipv6').trim(), '1', `${cpe.host.short}: the agent wrote its sysctls (no IPv6 on smap0)`);
+      t.match(cpe.host.run('nft', 'list', 'table', 'ip', 'smap'), /snat .*192\.0\.2\.100/, `${cpe.host.short}: the agent's nft -f (run as nobody) installed its table`);
       const set = parsePortSet(s.binding!.ports);
       const body = (await cpe.lan.exec('curl', ['-sS', '--max-time', '10', `http://${INET}/`])).stdout;
       const m = /^192\.0\.2\.100:(\d+)\n$/.exec(body);
@@ -128,5 +132,31 @@ t.test('the PRR and the SMAP run as a non-root user with CAP_NET_ADMIN and CAP_N
         t.match(lines[lines.length - 1], expected[which]![missing]!, `${which} without ${missing}: ${r.stderr}`);
       }
     }
+  });
+
+  await t.test("what `prr init` writes runs as the unit runs it, and serves the printed host key", async (t) => {
+    const solo = l.lab.host('solo');
+    const etc = join(l.dir, 'init-etc');
+    const state = join(l.dir, 'init-state');
+    const init = await solo.exec(process.execPath, [distPath('prr/cli.js'), 'init', '--dir', etc, '--state-dir', state, '--tunnel-ipv6', '2001:db8:ffff::9', '--shared-ipv4', '192.0.2.200']);
+    t.equal(init.code, 0, init.stderr);
+    const fp = /^host key fingerprint: (SHA256:\S+)$/m.exec(init.stdout)![1]!;
+    solo.run('chown', '-R', `${NOBODY.uid}:${NOBODY.gid}`, state); // systemd does this for StateDirectory=
+    // The default control socket, /run/prr/control.sock, in a /run of its own (RuntimeDirectory=prr).
+    const child = solo.spawn(...wrapCommand({ ...runAs, runtimeDir: 'prr' }, process.execPath, [distPath('prr/cli.js'), 'run', '--config', join(etc, 'prr.ini')]), { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (out += d));
+    await waitFor('prr run on the init config', () => {
+      if (child.exitCode !== null) throw new Error(`prr exited ${child.exitCode}: ${out.trim()}`);
+      return out.includes('prr: running') ? true : undefined;
+    }, 20_000);
+    t.match(out, `host key ${fp}`, 'it logs the fingerprint init printed');
+    const scan = await solo.exec('ssh-keyscan', ['-p', '2222', '-t', 'ed25519', '2001:db8:ffff::9'], { timeoutMs: 15_000 });
+    const served = await solo.exec('ssh-keygen', ['-lf', '-'], { input: scan.stdout });
+    t.equal(served.stdout.split(' ')[1], fp, 'an SSH client sees that key (ssh-keyscan)');
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+    child.kill('SIGTERM');
+    t.equal(await exited, 0, 'SIGTERM stops it cleanly');
   });
 });
