@@ -18,8 +18,8 @@
  * it registers with the PRR over SSH (smap/registration.ts), and nothing of step 3 happens (no
  * TUN, no default route, no table: the LAN has no IPv4 Internet rather than a half-working one)
  * until the first lease. Each later lease that differs goes through setBinding, the path of
- * SIGHUP; a new WAN address registers again at once; while the PRR is unreachable the client
- * backs off and the last binding keeps forwarding.
+ * SIGHUP; a new WAN address registers again at once, and so does SIGHUP (OpenWrt's hotplug on
+ * WAN up); while the PRR is unreachable the client backs off and the last binding keeps forwarding.
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
