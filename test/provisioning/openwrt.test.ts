@@ -81,6 +81,7 @@ t.test('install.sh lays the package out in a staging root', { skip: missing('bus
     ['usr/lib/smap/smap.mjs', '0644'],
     ['usr/lib/smap/aplus_native.node', '0755'],
     ['usr/lib/smap/package.json', '0644'],
+    ['usr/lib/smap/LICENSES.txt', '0644'],
     ['usr/bin/smap', '0755'],
     ['etc/init.d/smap', '0755'],
     ['etc/config/smap', '0644'],
