@@ -43,16 +43,6 @@ function sizeOf(list: string[]): { bytes: number; gzip: number } {
   return { bytes, gzip };
 }
 
-/** The node_modules package directories the bundle's inputs come from (scoped names kept). */
-function packagesOf(inputs: string[]): string[] {
-  const dirs = new Set<string>();
-  for (const i of inputs) {
-    const m = /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\//.exec(i);
-    if (m !== null) dirs.add(join(REPO_ROOT, m[1]!));
-  }
-  return [...dirs].sort();
-}
-
 /** VmRSS, its peak, and RssAnon: the private memory (the rest is mostly node's own binary, shared). */
 function procStatus(pid: number): { rss: number; hwm: number; anon: number } | undefined {
   try {
@@ -77,7 +67,7 @@ export async function main(args: string[]): Promise<void> {
     const bundle = sizeOf([b.bundle]);
     const addon = sizeOf([b.addon!]);
     const ownJs = ['smap', 'common', 'provisioning'].flatMap((d) => files(distPath(d), (f) => f.endsWith('.js')));
-    const pkgs = packagesOf(b.inputs);
+    const pkgs = b.packages.map((d) => join(REPO_ROOT, d));
     const deps = sizeOf(pkgs.flatMap((d) => files(d, () => true)));
     const own = sizeOf(ownJs);
 

@@ -6,12 +6,14 @@
  *   dist-bundle/aplus_native.node  the project's addon, found beside the bundle (common/native);
  *                                  `--no-addon` leaves it out (a cross build compiles its own)
  *   dist-bundle/package.json       name and version only (`smap --version`, metrics info)
+ *   dist-bundle/LICENSES.txt       the license of every package inside the bundle (the minified
+ *                                  file keeps no comments, so the notices travel here)
  *
  * Left out on purpose: better-sqlite3 (the PRR's store; the agent never imports it, and the build
  * fails if it is pulled in), and ssh2's optional native helpers (cpu-features, sshcrypto.node):
  * ssh2 falls back to Node's own crypto without them, so the bundle needs no other .node file.
  */
-import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild-wasm';
@@ -31,6 +33,7 @@ function repoRoot(): string {
 
 export const BUNDLE_FILE = 'smap.mjs';
 export const ADDON_FILE = 'aplus_native.node';
+export const LICENSES_FILE = 'LICENSES.txt';
 
 /** Modules that must never be inside the agent's bundle. */
 const FORBIDDEN = [/node_modules\/better-sqlite3\//, /(^|\/)prr\//];
@@ -42,6 +45,13 @@ export interface BundleResult {
   addon: string | undefined;
   /** The bundle's inputs (paths relative to the repository). */
   inputs: string[];
+  /** The node_modules package directories inside it (relative to the repository). */
+  packages: string[];
+}
+
+/** The package directories (`node_modules/NAME`, scoped names kept) the inputs come from. */
+function packageDirs(inputs: string[]): string[] {
+  return [...new Set(inputs.map((i) => /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\//.exec(i)?.[1]).filter((d): d is string => d !== undefined))].sort();
 }
 
 /** Builds the bundle into `outDir` (default `<repo>/dist-bundle`), replacing what was there. */
@@ -78,7 +88,21 @@ export async function bundleSmap(outDir?: string, o: { addon?: boolean } = {}): 
   if (addon !== undefined) copyFileSync(path.join(root, 'common/native/build/Release', ADDON_FILE), addon);
   const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { name: string; version: string; license: string };
   writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: pkg.name, version: pkg.version, license: pkg.license, private: true }, null, 2) + '\n');
-  return { dir, bundle, addon, inputs };
+  const packages = packageDirs(inputs);
+  writeFileSync(path.join(dir, LICENSES_FILE), licenses(root, packages, pkg));
+  return { dir, bundle, addon, inputs, packages };
+}
+
+/** The packages the bundle holds (from its inputs), each with its license file's text. */
+function licenses(root: string, dirs: string[], own: { name: string; license: string }): string {
+  const parts = [`${own.name}: ${own.license} (this project)`];
+  for (const d of dirs) {
+    const meta = JSON.parse(readFileSync(path.join(root, d, 'package.json'), 'utf8')) as { name: string; version: string; license?: string };
+    const file = readdirSync(path.join(root, d)).find((f) => /^(licen[cs]e|copying)/i.test(f));
+    const text = file === undefined ? `(no license file; package.json says ${meta.license ?? 'nothing'})` : readFileSync(path.join(root, d, file), 'utf8').trim();
+    parts.push(`${'-'.repeat(72)}\n${meta.name}@${meta.version}${meta.license !== undefined ? ` (${meta.license})` : ''}\n\n${text}`);
+  }
+  return parts.join('\n\n') + '\n';
 }
 
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) {

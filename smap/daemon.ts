@@ -19,8 +19,8 @@
  * it registers with the PRR over SSH (smap/registration.ts), and nothing of step 3 happens (no
  * TUN, no default route, no table: the LAN has no IPv4 Internet rather than a half-working one)
  * until the first lease. Each later lease that differs goes through setBinding, the path of
- * SIGHUP; a new WAN address registers again at once; while the PRR is unreachable the client
- * backs off and the last binding keeps forwarding.
+ * SIGHUP; a new WAN address registers again at once, and so does SIGHUP (OpenWrt's hotplug on
+ * WAN up); while the PRR is unreachable the client backs off and the last binding keeps forwarding.
  *
  * Path MTU (smap/pmtu.ts): an ICMPv6 Packet Too Big from the path to the PRR (the tunnel socket's
  * error queue) lowers the tunnel MTU; smap0's MTU, the MSS clamp (the nft table, rewritten in one

@@ -93,7 +93,7 @@ t.test('bad UCI config: one line naming the UCI file, line and option', async (t
     ['a list', PROVISIONED.replace("option lan_prefix '192.168.1.0/24'", "list lan_prefix '192.168.1.0/24'"), /^\/etc\/config\/smap:\d+ \[smap\] lan_prefix: a list is not used here/],
     ['relative path', PROVISIONED.replace("'/etc/smap/id_ed25519'", "'id_ed25519'"), /^\/etc\/config\/smap:\d+ \[registration\] key_file: must be an absolute path, got "id_ed25519"$/],
     ['bad enabled', PROVISIONED.replace("option enabled '1'", "option enabled 'maybe'"), /^\/etc\/config\/smap:\d+ \[smap\] enabled: expected 1 or 0/],
-    ['unknown section type', `${PROVISIONED}\nconfig tunel 'x'\n`, /^\/etc\/config\/smap:\d+ \[tunel\]: unknown section type \(known: smap, tunnel, static, registration, metrics\)$/],
+    ['unknown section type', `${PROVISIONED}\nconfig tunel 'x'\n`, /^\/etc\/config\/smap:\d+ \[tunel\]: unknown section type \(known: smap, tunnel, static, registration, nat, metrics\)$/],
     ['repeated section type', `${PROVISIONED}\nconfig tunnel 'again'\n`, /^\/etc\/config\/smap:\d+ \[tunnel\]: section type repeated \(first at line \d+\)$/],
     ['bad fingerprint', PROVISIONED.replace(FP, 'SHA256:short'), /^\/etc\/config\/smap:\d+ \[registration\] host_key_fingerprint: /],
   ];

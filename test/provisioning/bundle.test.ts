@@ -36,6 +36,8 @@ t.test('the bundle holds the agent and no PRR code', async (t) => {
   t.ok(b.inputs.some((i) => i.includes('node_modules/ssh2/')), 'ssh2 is inside');
   t.notOk(b.inputs.some((i) => i.includes('better-sqlite3')), 'better-sqlite3 (PRR only) is not');
   t.notOk(b.inputs.some((i) => /^prr\//.test(i)), 'no module of prr/');
+  const lic = readFileSync(join(b.dir, 'LICENSES.txt'), 'utf8');
+  for (const p of ['ssh2@', 'commander@', 'prom-client@', 'ini@']) t.match(lic, new RegExp(`^${p}\\S+`, 'm'), `LICENSES.txt has ${p}`);
   t.notOk(existsSync(join(dir, '..', 'node_modules')) || existsSync(join(dir, 'node_modules')), 'no node_modules beside or above the bundle');
 });
 

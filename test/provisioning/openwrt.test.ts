@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import t from 'tap';
 import { bundleSmap } from '../../provisioning/bundle.js';
+import { Lab, labUnavailableReason, waitFor } from '../lab/lab.js';
 import { REPO_ROOT } from '../lab/paths.js';
 
 const PKG = join(REPO_ROOT, 'provisioning/openwrt');
@@ -81,6 +82,7 @@ t.test('install.sh lays the package out in a staging root', { skip: missing('bus
     ['usr/lib/smap/smap.mjs', '0644'],
     ['usr/lib/smap/aplus_native.node', '0755'],
     ['usr/lib/smap/package.json', '0644'],
+    ['usr/lib/smap/LICENSES.txt', '0644'],
     ['usr/bin/smap', '0755'],
     ['etc/init.d/smap', '0755'],
     ['etc/config/smap', '0644'],
@@ -171,6 +173,43 @@ t.test('init script: start_service converts /etc/config/smap and starts the agen
 
   const trig = await initScript('service_triggers; register', provisioned);
   t.same(trig.procd.trim().split('\n'), ['trigger smap', 'signal smap * 1'], 'reload on `uci commit smap`; register = SIGHUP');
+});
+
+t.test('first boot: the staged package, started from UCI, makes the key pair (0600) in the root-only directory', { skip: labUnavailableReason() || missing('busybox') }, async (t) => {
+  // The package's paths, moved under a temporary /etc: the init script converts the UCI file,
+  // then the staged /usr/bin/smap runs the agent, as procd would, in a network namespace.
+  const etc = join(dir, 'fb-etc');
+  const shipped = readFileSync(join(root, 'etc/config/smap'), 'utf8');
+  const uci = shipped.replace("option prr_host ''", "option prr_host '2001:db8:ffff::1'").replace("option host_key_fingerprint ''", `option host_key_fingerprint '${FP}'`)
+    .replace("'/etc/smap/id_ed25519'", `'${etc}/smap/id_ed25519'`)
+    .replace("option log_level 'info'", `option log_level 'info'\n\toption control_socket '${join(dir, 'fb.sock')}'`)
+    .replace("option enabled '1'\n\toption listen", "option enabled '0'\n\toption listen");
+  writeFileSync(join(dir, 'uci-fb'), uci);
+  const ini = join(etc, 'smap', 'smap.ini');
+  const conv = await ash(join(root, 'etc/init.d/smap'), [], {});
+  t.equal(conv.code, 0, 'the init script parses as a plain script');
+  const harness = join(dir, 'fb-harness.sh');
+  writeFileSync(harness, `procd_open_instance() { :; }\nprocd_set_param() { :; }\nprocd_close_instance() { :; }\n. ${join(root, 'etc/init.d/smap')}\nstart_service\n`);
+  const started = await ash(harness, [], { SMAP_UCI: join(dir, 'uci-fb'), SMAP_INI: ini, SMAP_BIN: join(root, 'usr/bin/smap'), SMAP_LIB: join(root, 'usr/lib/smap') });
+  t.equal(started.code, 0, started.stderr);
+  t.notOk(existsSync(join(etc, 'smap', 'id_ed25519')), 'no key before the agent first runs');
+
+  const lab = Lab.create('pkgkey');
+  t.teardown(() => lab.destroy());
+  const cpe = lab.host('cpe');
+  const agent = cpe.spawn('busybox', ['ash', join(root, 'usr/bin/smap'), 'run', '--config', ini], {
+    stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: `${dirname(process.execPath)}:/usr/sbin:/usr/bin:/sbin:/bin`, SMAP_LIB: join(root, 'usr/lib/smap') },
+  });
+  let log = '';
+  agent.stderr?.setEncoding('utf8').on('data', (d: string) => (log += d));
+  agent.stdout?.setEncoding('utf8').on('data', (d: string) => (log += d));
+  const key = join(etc, 'smap', 'id_ed25519');
+  await waitFor('the agent to make its key', () => (existsSync(`${key}.pub`) && /waiting for a global IPv6 address/.test(log) ? true : undefined), 30_000, 100);
+  agent.kill('SIGTERM');
+  t.equal(mode(join(etc, 'smap')), '0700', '/etc/smap is root only');
+  t.equal(mode(key), '0600', 'the private key is 0600');
+  t.match(readFileSync(`${key}.pub`, 'utf8'), /^ssh-ed25519 [A-Za-z0-9+/=]+ /, 'an OpenSSH public key beside it');
+  t.match(log, /generated the registration key .*id_ed25519; add .*id_ed25519\.pub to the PRR's authorized_keys/, 'the agent says what to do with it');
 });
 
 t.test('hotplug: WAN up or changed makes the agent register again; nothing else does', { skip: missing('busybox') }, async (t) => {
