@@ -21,7 +21,7 @@ const script = (name: string, body: string): string => {
 const unused = (): never => {
   throw new Error('not used here');
 };
-const io = systemIo(unused, unused);
+const io = systemIo(unused, unused, unused);
 
 t.test('the hook gets the MTU; a failure is one line naming the hook', async (t) => {
   const out = path.join(dir, 'got');
