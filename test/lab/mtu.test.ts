@@ -61,7 +61,7 @@ t.test('path MTU: 1460 and 1240 found without configuration', { skip: labUnavail
     const up = await udp(cpe2, 'up', 1400);
     t.equal(up.learnt?.mtu, 1240, `up: the LAN sender got Fragmentation Needed 1240 (${JSON.stringify(up)})`);
     t.equal(up.acked, 1212, 'and its 1212-byte datagram came back');
-    figures.push(`cpe2 upstream (SMAP, PTB from r2): DF sender adapted ${up.learnt?.ms} ms after its first 1400-byte datagram (it sends every 50 ms)`);
+    figures.push(`cpe2 upstream (SMAP, PTB from r2): DF sender adapted ${up.learnt?.ms} ms after its first 1400-byte datagram (it wakes at once on the error)`);
     smapLearntAt = Date.now();
     const st = await smapStatus(cpe2);
     t.equal(st.tunnel.mtu, 1240, 'cpe2 tunnel MTU 1240');
@@ -79,7 +79,7 @@ t.test('path MTU: 1460 and 1240 found without configuration', { skip: labUnavail
     const down = await udp(cpe2, 'down', 1400);
     t.equal(down.learnt?.mtu, 1240, `down: the Internet sender got Fragmentation Needed 1240 from the PRR (${JSON.stringify(down)})`);
     t.equal(down.acked, 1212, 'and its 1212-byte datagram arrived');
-    figures.push(`cpe2 downstream (PRR, PTB from r1): DF sender adapted ${down.learnt?.ms} ms after its first 1400-byte datagram (it sends every 50 ms)`);
+    figures.push(`cpe2 downstream (PRR, PTB from r1): DF sender adapted ${down.learnt?.ms} ms after its first 1400-byte datagram (it sends every 5 ms)`);
     t.equal(await prrMtu('cpe2'), 1240, "the PRR's binding for cpe2: 1240");
     prrLearntAt = Date.now();
     t.equal(await prrMtu('cpe1'), 0, 'cpe1 untouched');
