@@ -74,6 +74,8 @@ export interface SmapIo {
   removeFile(file: string): void;
   /** Call onEvent after IPv6 address changes; returns a stop function. */
   monitorAddresses(onEvent: () => void): () => void;
+  /** Run a shell command ([tunnel] dnsmasq_reload); throws NativeError with its first error line. */
+  runHook?(command: string): void;
 }
 
 export interface SmapStatus {
@@ -286,6 +288,14 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
     if (snippet !== undefined) {
       io.writeFile(snippet, `# Written by smap: the LAN's MTU is the tunnel MTU (DHCP option 26).\ndhcp-option=option:mtu,${mtu}\n`);
       snippetWritten = true;
+      const reload = cfg.tunnel.dnsmasq_reload;
+      if (reload !== undefined && io.runHook !== undefined) {
+        try {
+          io.runHook(reload);
+        } catch (err) {
+          log.warn(`${file} [tunnel] dnsmasq_reload: ${(err as Error).message}; the LAN gets MTU ${mtu} at dnsmasq's next start`);
+        }
+      }
     }
   };
 
@@ -593,5 +603,6 @@ export function systemIo(openTun: SmapIo['openTun'], openTunnel: SmapIo['openTun
     },
     removeFile: (file) => rmSync(file, { force: true }),
     monitorAddresses: (onEvent) => monitorAddresses(onEvent),
+    runHook: (command) => void run('/bin/sh', ['-c', command]),
   };
 }

@@ -38,6 +38,8 @@ const sections = {
     pmtu_timeout: s.duration({ min: s.PMTU_TIMEOUT_MIN, max: s.PMTU_TIMEOUT_MAX, default: s.PMTU_TIMEOUT_DEFAULT }),
     /** A dnsmasq config snippet the agent writes: DHCP option 26 (interface MTU) = the tunnel MTU. */
     dnsmasq_snippet: s.filePath(),
+    /** A shell command run after each rewrite of the snippet, so dnsmasq serves the new MTU (e.g. `/etc/init.d/dnsmasq reload`). */
+    dnsmasq_reload: s.str({ pattern: /\S/, expect: 'a shell command' }),
   },
   static: {
     shared_ipv4: s.ipv4(),

@@ -219,6 +219,8 @@ export async function buildMtuLab(tag: string): Promise<MtuLab> {
       writeFileSync(config, [
         '[smap]', 'wan_interface = wan', 'lan_interface = lan', 'lan_prefix = 192.168.1.0/24', `control_socket = ${join(dir, `cpe${n}.sock`)}`,
         '[tunnel]', `pmtu_timeout = ${PMTU_TIMEOUT}s`, `dnsmasq_snippet = ${snippet}`,
+        // Stands in for `/etc/init.d/dnsmasq reload`: one line per reload, with the MTU served.
+        `dnsmasq_reload = grep -o 'mtu,[0-9]*' ${snippet} >> ${snippet}.reloads`,
         '[static]', `shared_ipv4 = ${SHARED}`, `ports = ${PORTS[i]}`, `prr_ipv6 = ${BR}`,
         '[metrics]', 'enabled = false', '',
       ].join('\n'));

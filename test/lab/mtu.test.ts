@@ -73,6 +73,7 @@ t.test('path MTU: 1460 and 1240 found without configuration', { skip: labUnavail
     t.match(l.cpes[1].host.run('ip', '-j', 'link', 'show', 'dev', 'smap0'), /"mtu":1240/, 'smap0 MTU 1240');
     t.match(cpe2.host.run('nft', 'list', 'table', 'ip', 'smap'), /maxseg size set 1200/, 'MSS clamp 1200');
     t.match(readFileSync(cpe2.snippet, 'utf8'), /dhcp-option=option:mtu,1240\n/, 'DHCP option 26: 1240');
+    t.equal(readFileSync(`${cpe2.snippet}.reloads`, 'utf8'), 'mtu,1460\nmtu,1240\n', 'dnsmasq_reload ran at start and after the rewrite');
     t.match(cpe1.host.run('nft', 'list', 'table', 'ip', 'smap'), /maxseg size set 1420/, 'cpe1 untouched: MSS 1420');
     t.match(readFileSync(cpe1.snippet, 'utf8'), /dhcp-option=option:mtu,1460\n/, 'cpe1 untouched: DHCP 1460');
 
