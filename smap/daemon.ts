@@ -517,6 +517,11 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
       if (next.shared !== old.shared) flush(next.shared);
       dataplane.setEndpoints(next.prr, ipv6Bytes(wan!));
       log.info(`binding changed: ${formatIpv4(next.shared)} ports ${next.ports}; LAN conntrack entries flushed`);
+      if (!next.prr.equals(old.prr) && pmtu?.learntMtu !== undefined) {
+        pmtu.forget(); // learnt on the path to the old PRR
+        clearTimeout(pmtuTimer);
+        applyMtu(pmtu.mtu, 'a new PRR, a new path: the learnt path MTU is forgotten');
+      }
     },
     reload() {
       if (registering) {

@@ -288,6 +288,16 @@ t.test('path MTU: a Packet Too Big toward the PRR lowers smap0, the MSS clamp an
   t.match(sys.nftInputs.at(-1), 'maxseg size set 1420');
   t.equal(snippet(), 'dhcp-option=option:mtu,1460');
   t.equal(sys.hooks.length, 3, 'and reloaded again');
+
+  // Learnt again, then the binding moves to another PRR: a new path, the learnt MTU goes.
+  ptb(1280, big);
+  await settle();
+  t.equal((await smap.status()).tunnel.mtu, 1240, 'learnt again');
+  writeFileSync(file, text.replace(`prr_ipv6 = ${PRR}`, 'prr_ipv6 = 2001:db8:fffe::1'));
+  t.equal(smap.reload(), true, 'the PRR changed');
+  st = await smap.status();
+  t.same([st.tunnel.mtu, st.tunnel.learnt_mtu], [1460, null], 'the path MTU learnt toward the old PRR is forgotten');
+  t.equal(sys.ipCalls.at(-1), 'link set dev smap0 mtu 1460');
 });
 
 t.test('a failing dnsmasq_reload is a warning, not a failure', async (t) => {
