@@ -10,6 +10,7 @@ const BENCHES: Record<string, () => Promise<{ main(args: string[]): Promise<void
   'prr-memory': () => import('./prr-memory.js'),
   e2e: () => import('./e2e.js'),
   bundle: () => import('./bundle.js'),
+  pmtu: () => import('./pmtu.js'),
 };
 
 async function main(): Promise<void> {

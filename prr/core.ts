@@ -249,7 +249,11 @@ export class PrrCore {
   private learnMtu(id: number, mtu: number, v: Verdict): void {
     const cur = this.tunnelMtu(id);
     if (mtu > cur) return;
-    const l = this.learnt.get(id);
+    let l = this.learnt.get(id);
+    if (l !== undefined && l.mtu !== this.table.mtuOf(id)) {
+      this.learnt.delete(id); // left by a binding this id held before
+      l = undefined;
+    }
     const until = this.now() + this.pmtuTimeoutMs;
     if (mtu === cur) {
       if (l !== undefined) l.until = until; // RFC 8201 §4: the timer runs from the latest Packet Too Big

@@ -79,6 +79,8 @@ export interface SmapIo {
   monitorAddresses(onEvent: () => void): () => void;
   /** Run an executable (`[tunnel] mtu_hook`); rejects with its first error line. */
   runHook?(file: string, args: string[]): Promise<void>;
+  /** Run a shell command ([tunnel] dnsmasq_reload); throws NativeError with its first error line. */
+  runShell?(command: string): void;
   /** `nft -f -` without blocking the data plane (the FTP ALG's per-transfer mappings); else `nft`. */
   nftAsync?(input: string): Promise<void>;
   /** SO_ORIGINAL_DST of a redirected connection; without it the FTP ALG does not run. */
@@ -331,6 +333,14 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
     if (snippet !== undefined) {
       io.writeFile(snippet, `# Written by smap: the LAN's MTU is the tunnel MTU (DHCP option 26).\ndhcp-option=option:mtu,${mtu}\n`);
       snippetWritten = true;
+      const reload = cfg.tunnel.dnsmasq_reload;
+      if (reload !== undefined && io.runShell !== undefined) {
+        try {
+          io.runShell(reload);
+        } catch (err) {
+          log.warn(`${file} [tunnel] dnsmasq_reload: ${(err as Error).message}; the LAN gets MTU ${mtu} at dnsmasq's next start`);
+        }
+      }
     }
     // OpenWrt: the hook sets dnsmasq's option 26 through UCI (provisioning/openwrt/files/dhcp-mtu).
     const hook = cfg.tunnel.mtu_hook;
@@ -567,6 +577,11 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
       if (next.shared !== old.shared) flush(next.shared);
       dataplane.setEndpoints(next.prr, ipv6Bytes(wan!));
       log.info(`binding changed: ${formatIpv4(next.shared)} ports ${next.ports}; LAN conntrack entries flushed`);
+      if (!next.prr.equals(old.prr) && pmtu?.learntMtu !== undefined) {
+        pmtu.forget(); // learnt on the path to the old PRR
+        clearTimeout(pmtuTimer);
+        applyMtu(pmtu.mtu, 'a new PRR, a new path: the learnt path MTU is forgotten');
+      }
     },
     reload() {
       if (registering) {
@@ -686,5 +701,6 @@ export function systemIo(openTun: SmapIo['openTun'], openTunnel: SmapIo['openTun
         });
       }),
     originalDst: (sock) => originalDst((sock as unknown as { _handle?: { fd?: number } })._handle?.fd ?? -1),
+    runShell: (command) => void run('/bin/sh', ['-c', command]),
   };
 }

@@ -75,6 +75,12 @@ export class PathMtu {
     return true;
   }
 
+  /** Forget the learnt MTU at once (the path changed: a new PRR). */
+  forget(): void {
+    this.learnt = undefined;
+    this.until = 0;
+  }
+
   /**
    * The timer fired: forget the learnt MTU when it has expired, unless `kernelPathMtu` (the
    * kernel's IPv6 path MTU to the PRR, undefined when unknown) is still below the base. True

@@ -41,6 +41,8 @@ const sections = {
     dnsmasq_snippet: s.filePath(),
     /** An executable run with the tunnel MTU whenever it is set (OpenWrt: sets option 26 through UCI). */
     mtu_hook: s.filePath(),
+    /** A shell command run after each rewrite of the snippet, so dnsmasq serves the new MTU (e.g. `/etc/init.d/dnsmasq reload`). */
+    dnsmasq_reload: s.str({ pattern: /\S/, expect: 'a shell command' }),
   },
   static: {
     shared_ipv4: s.ipv4(),

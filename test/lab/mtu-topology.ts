@@ -71,7 +71,8 @@ http.createServer((q, r) => {
 
 /**
  * The UDP service on the Internet host (python3: Node cannot set IP_MTU_DISCOVER). `down SIZE`:
- * send SIZE-byte datagrams with DF (IP_PMTUDISC_DO) to the asker every 50 ms; on EMSGSIZE (the
+ * send SIZE-byte datagrams with DF (IP_PMTUDISC_DO) to the asker every 5 ms (the granularity of
+ * the time it reports); on EMSGSIZE (the
  * kernel learnt a smaller path MTU from an ICMPv4 Fragmentation Needed) read the path MTU and
  * send smaller ones; stop when the asker acknowledges a datagram (`ok SIZE`) or after 10 s; then
  * send one JSON line: the first size, the path MTU learnt, ms from the first datagram to the
@@ -98,7 +99,7 @@ while True:
         continue
     size = first = int(data.split()[1])
     t0 = time.monotonic(); learnt = None; acked = None; sent = 0
-    s.settimeout(0.05)
+    s.settimeout(0.005)
     while time.monotonic() < t0 + 10 and acked is None:
         try:
             s.sendto(b'd' * size, peer); sent += 1
@@ -218,6 +219,8 @@ export async function buildMtuLab(tag: string): Promise<MtuLab> {
       writeFileSync(config, [
         '[smap]', 'wan_interface = wan', 'lan_interface = lan', 'lan_prefix = 192.168.1.0/24', `control_socket = ${join(dir, `cpe${n}.sock`)}`,
         '[tunnel]', `pmtu_timeout = ${PMTU_TIMEOUT}s`, `dnsmasq_snippet = ${snippet}`,
+        // Stands in for `/etc/init.d/dnsmasq reload`: one line per reload, with the MTU served.
+        `dnsmasq_reload = grep -o 'mtu,[0-9]*' ${snippet} >> ${snippet}.reloads`,
         '[static]', `shared_ipv4 = ${SHARED}`, `ports = ${PORTS[i]}`, `prr_ipv6 = ${BR}`,
         '[metrics]', 'enabled = false', '',
       ].join('\n'));

@@ -760,6 +760,11 @@ t.test('an expired learnt MTU restores an MTU the binding had before, and leaves
   lab.clock.t = 5000;
   t.equal(lab.core.tunnelMtu(lab.cpe2), 1300, 'an MTU set since is kept');
   t.equal(lab.core.events.pmtuRaised, 1, 'only the first counted as raised');
+  fromTunnelError(lab, ICMP6_PACKET_TOO_BIG, 0, 1300, q2); // learnt at 5 s: 1260 over the 1300
+  lab.table.setMtu(lab.cpe2, 1350); // the id changes hands again, before that expires
+  fromTunnelError(lab, ICMP6_PACKET_TOO_BIG, 0, 1280, q2);
+  lab.clock.t = 7000;
+  t.equal(lab.core.tunnelMtu(lab.cpe2), 1350, 'the stale entry is not what comes back: the MTU before the last PTB is');
 });
 
 t.test('fromTunnelError: PTB about a large echo (quote cut short) still lowers the MTU', async (t) => {

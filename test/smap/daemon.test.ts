@@ -40,6 +40,11 @@ class FakeSystem implements SmapIo {
   readonly nftInputs: string[] = [];
   readonly conntrackCalls: string[] = [];
   readonly files = new Map<string, string>();
+  readonly hooks: string[] = [];
+  runShell = (command: string): void => {
+    if (command.includes('fail')) throw new Error('/bin/sh -c fail: exit 1');
+    this.hooks.push(command);
+  };
   readonly sysctls = new Map<string, string>([['net/ipv4/ip_forward', '1']]);
   conntrackText = '';
   failNft = false;
@@ -218,7 +223,7 @@ t.test('[registration] with a key file that is not a key: a config error naming 
 t.test('path MTU: a Packet Too Big toward the PRR lowers smap0, the MSS clamp and the DHCP MTU, tells the sender, and expires', async (t) => {
   const dir = shortDir(t);
   const file = path.join(dir, 'smap.ini');
-  const text = config(dir, 'wan_ipv6 = 2001:db8:1::2\n').replace('[tunnel]\n', '[tunnel]\npmtu_timeout = 5s\n');
+  const text = config(dir, 'wan_ipv6 = 2001:db8:1::2\n').replace('[tunnel]\n', '[tunnel]\npmtu_timeout = 5s\ndnsmasq_reload = /etc/init.d/dnsmasq reload\n');
   const net = new FakeNet6();
   const sys = new FakeSystem(net, ['2001:db8:1::2']);
   const prr = prrSocket(net);
@@ -239,6 +244,7 @@ t.test('path MTU: a Packet Too Big toward the PRR lowers smap0, the MSS clamp an
   t.equal(sys.ipCalls.at(-1), 'link set dev smap0 mtu 1240', 'smap0 MTU 1280 - 40');
   t.match(sys.nftInputs.at(-1), 'maxseg size set 1200', 'MSS clamp rewritten for 1240');
   t.equal(snippet(), 'dhcp-option=option:mtu,1240', 'DHCP option 26 rewritten');
+  t.same(sys.hooks, ['/etc/init.d/dnsmasq reload', '/etc/init.d/dnsmasq reload'], 'dnsmasq_reload run at start and after the rewrite');
   t.equal(g()['pmtu_lowered'], 1, 'pmtu_lowered counted');
   t.equal(sys.tun!.written.length, 1, 'one packet written to the TUN');
   const fn = readIcmp4(sys.tun!.written[0]!, 0, sys.tun!.written[0]!.length);
@@ -281,4 +287,28 @@ t.test('path MTU: a Packet Too Big toward the PRR lowers smap0, the MSS clamp an
   t.equal(sys.ipCalls.at(-1), 'link set dev smap0 mtu 1460');
   t.match(sys.nftInputs.at(-1), 'maxseg size set 1420');
   t.equal(snippet(), 'dhcp-option=option:mtu,1460');
+  t.equal(sys.hooks.length, 3, 'and reloaded again');
+
+  // Learnt again, then the binding moves to another PRR: a new path, the learnt MTU goes.
+  ptb(1280, big);
+  await settle();
+  t.equal((await smap.status()).tunnel.mtu, 1240, 'learnt again');
+  writeFileSync(file, text.replace(`prr_ipv6 = ${PRR}`, 'prr_ipv6 = 2001:db8:fffe::1'));
+  t.equal(smap.reload(), true, 'the PRR changed');
+  st = await smap.status();
+  t.same([st.tunnel.mtu, st.tunnel.learnt_mtu], [1460, null], 'the path MTU learnt toward the old PRR is forgotten');
+  t.equal(sys.ipCalls.at(-1), 'link set dev smap0 mtu 1460');
+});
+
+t.test('a failing dnsmasq_reload is a warning, not a failure', async (t) => {
+  const dir = shortDir(t);
+  const file = path.join(dir, 'smap.ini');
+  const text = config(dir, 'wan_ipv6 = 2001:db8:1::2\n').replace('[tunnel]\n', '[tunnel]\ndnsmasq_reload = fail\n');
+  const sys = new FakeSystem(new FakeNet6(), ['2001:db8:1::2']);
+  const log = memoryLogger();
+  const smap = await startSmap(parseSmapConfig(text, file), file, log, sys);
+  t.teardown(() => smap.stop());
+  await smap.ready;
+  t.equal((await smap.status()).state, 'running', 'running all the same');
+  t.ok(log.lines.some((l) => l.startsWith('WARN') && l.includes('[tunnel] dnsmasq_reload: /bin/sh -c fail: exit 1')), 'warned, naming the key');
 });

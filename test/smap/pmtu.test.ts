@@ -52,6 +52,8 @@ t.test('a new base (lease, config) keeps the learnt MTU below it', async (t) => 
   p.setBase(1250);
   t.equal(p.mtu, 1250, 'a base under the learnt MTU wins');
   t.equal(p.base, 1250);
+  p.forget();
+  t.same([p.mtu, p.learntMtu, p.dueAt], [1250, undefined, undefined], 'forget: back to the base at once');
   const q = new PathMtu(1240, 600_000, () => 0);
   t.equal(q.tooBig(1280), false, 'a 1240 tunnel learns nothing from PTB 1280');
   t.equal(q.dueAt, undefined, 'and keeps no timer');
