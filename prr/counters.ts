@@ -57,7 +57,6 @@ export const GLOBAL_NAMES = [
   'icmp6_generated', // ICMPv6 Destination Unreachable 5 sent to CPEs whose packet failed source validation
   'icmp6_rate_limited', // those not sent because of the internal side's rate limit
   'pmtu_lowered', // a binding's tunnel MTU lowered by a Packet Too Big
-  'fragments_to_cpe', // IPv4 fragments made of reassembled datagrams over the tunnel MTU, sent to CPEs
   'tx_errors', // sends the kernel refused
 ] as const;
 

@@ -9,6 +9,7 @@ import { controlRequest, ControlError } from '../common/control.js';
 import { createLogger } from '../common/log.js';
 import { openTun, openTunnel6 } from '../common/native/index.js';
 import { startSmap, systemIo, type SmapStatus } from './daemon.js';
+import { TUNNEL_RING } from './dataplane.js';
 
 export const DEFAULT_CONFIG = '/etc/smap/smap.ini';
 
@@ -24,7 +25,7 @@ export function runVerb(program: Command, io: CliIo): void {
     .action(async (opts: { config: string }) => {
       const cfg = loadSmapConfig(opts.config);
       const log = createLogger('smap', cfg.smap.log_level);
-      const smap = await startSmap(cfg, opts.config, log, systemIo((name) => openTun({ name }), (bind) => openTunnel6({ bind })));
+      const smap = await startSmap(cfg, opts.config, log, systemIo((name) => openTun({ name }), (bind) => openTunnel6({ bind, ...TUNNEL_RING })));
       let stopped = false;
       const stopped$ = new Promise<void>((resolve) => {
         const stop = (): void => {
