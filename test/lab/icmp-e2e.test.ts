@@ -90,7 +90,7 @@ t.test('ICMP through the SMAP and the PRR, two CPEs on one shared address', { sk
       t.same([p.result, p.errno, p.type, p.code, p.offender], ['error', 'ECONNREFUSED', 3, 3, INET], `lan${i + 1}: port unreachable from ${INET}`);
     }
     const ports = (await cap.stop()).map((line) => Number(new RegExp(`${SHARED.replaceAll('.', '\\.')}\\.(\\d+) >`).exec(line)?.[1]));
-    t.ok(ports.length === 2 && inSet(0, ports[0]!) !== inSet(0, ports[1]!) && ports.every((p) => inSet(0, p) || inSet(1, p)), `the two probes left from one port of each set: ${ports.join(', ')}`);
+    t.ok(ports.length === 2 && inSet(0, ports[0]!) !== inSet(0, ports[1]!) && ports.every((p) => inSet(0, p) || inSet(1, p)), `the two probes left from one port of each set: ${ports.join(', ')} (tcpdump: ${cap.log()})`);
     const after = await prrStats(l);
     t.equal(grew(before.global, after.global, 'icmp_relayed'), 2, 'PRR: two ICMP errors relayed by the quoted port');
   });
