@@ -59,7 +59,6 @@ export const GLOBAL_NAMES = [
   'pmtu_lowered', // a binding's tunnel MTU lowered by a Packet Too Big
   'pmtu_raised', // a lowered tunnel MTU back to the full one after [tunnel] pmtu_timeout (RFC 8201 §4)
   'frag_needed_sent', // ICMPv4 Fragmentation Needed sent (to the Internet or a CPE), a subset of icmp4_generated
-  'fragments_to_cpe', // IPv4 fragments made of reassembled datagrams over the tunnel MTU, sent to CPEs
   'tx_errors', // sends the kernel refused
 ] as const;
 

@@ -9,23 +9,14 @@
  *
  * Forwarded packets are sent from the receive ring where they lie (no copy); only packets the
  * core generated (ICMP errors) are copied, into a scratch slab. Nothing here allocates per packet.
- *
- * A datagram the core reassembled (from IPv4 fragments) that is larger than the tunnel MTU goes
- * to its CPE as IPv4 fragments of the tunnel MTU, as the kernel refragments what conntrack
- * reassembled: sent whole, the kernel would fragment the IPv6 packet and the CPE would get back
- * one datagram larger than a receive slot (and its fragments came through IPv4, so the path
- * takes them). Other packets over the MTU without DF are left to IPv6 fragmentation.
  */
 import type { PacketPort, TunDevice, Tunnel6Socket, TxBatch, Icmp6ErrorReport, Icmp6Socket } from '../common/native/types.js';
 import type { Logger } from '../common/log.js';
-import { fragmentIpv4 } from '../common/codec/ipv4frag.js';
 import { Action, newVerdict, type PrrCore, type Verdict } from './core.js';
 import { B, G, PER_BINDING, type PrrCounters } from './counters.js';
 import type { PortActivity } from './port-activity.js';
 
 const GEN_SLOT = 2048; // room for one generated packet (ICMP errors are at most 576 bytes)
-/** Fragments of one reassembled datagram: 65535 bytes in pieces of at least 1240 (the least tunnel MTU) make 55. */
-const MAX_FRAGMENTS = 64;
 
 /** A TX batch with capacity for `n` packets, and a scratch slab for generated ones. */
 class Outbox {
@@ -90,9 +81,6 @@ export class PrrDataplane {
   private readonly gen4: Outbox; // ICMP made for Internet senders -> TUN (copied)
   private readonly genIcmp6: Outbox; // ICMPv6 made for CPEs -> opts.icmp6 (copied)
   private readonly one = new Outbox(1, true); // a large reassembled datagram, sent alone
-  private readonly frags = new Outbox(MAX_FRAGMENTS, true); // ... or its fragments, slot i at i * GEN_SLOT
-  private readonly fragBufs = Array.from({ length: MAX_FRAGMENTS }, (_, i) => this.frags.gen.subarray(i * GEN_SLOT, (i + 1) * GEN_SLOT));
-  private readonly fragLens = new Int32Array(MAX_FRAGMENTS);
 
   constructor(
     readonly core: PrrCore,
@@ -151,8 +139,7 @@ export class PrrDataplane {
       core.fromInternet(ring.slab, off, len, v);
       if (v.reason >= 0) c.drops4[v.reason]++;
       if (v.action === Action.ToCpe) {
-        if (v.foreign && v.len > GEN_SLOT) this.sendLarge(v.buf, v.off, v.len, v.to);
-        else if (v.foreign && v.len > this.core.tunnelMtu(v.to)) this.sendFragments(v.buf, v.off, v.len, v.to);
+        if (v.foreign && v.len > GEN_SLOT) this.sendOne(this.tunnel, v.buf, v.off, v.len, v.to);
         else {
           const box = v.foreign ? this.gen6 : out;
           this.address(box, v.foreign ? box.pushCopy(v.buf, v.off, v.len) : box.push(v.off, v.len), v.to);
@@ -202,8 +189,7 @@ export class PrrDataplane {
         else if (v.foreign) this.gen4.pushCopy(v.buf, v.off, v.len);
         else toInet.push(v.off, v.len);
       } else if (v.action === Action.ToCpe) {
-        if (v.foreign && v.len > GEN_SLOT) this.sendLarge(v.buf, v.off, v.len, v.to);
-        else if (v.foreign && v.len > this.core.tunnelMtu(v.to)) this.sendFragments(v.buf, v.off, v.len, v.to);
+        if (v.foreign && v.len > GEN_SLOT) this.sendOne(this.tunnel, v.buf, v.off, v.len, v.to);
         else {
           const box = v.foreign ? this.gen6 : hair;
           this.address(box, v.foreign ? box.pushCopy(v.buf, v.off, v.len) : box.push(v.off, v.len), v.to);
@@ -264,30 +250,6 @@ export class PrrDataplane {
     if (to >= 0) this.address(one, 0, to);
     const tunnel = port === (this.tunnel as PacketPort);
     this.flush(one, port, tunnel ? G.out6_packets : G.out4_packets, tunnel ? G.out6_bytes : G.out4_bytes);
-  }
-
-  /** A reassembled datagram larger than a scratch slot, to a CPE: whole if it fits the tunnel MTU, else in fragments. */
-  private sendLarge(buf: Buffer, off: number, len: number, to: number): void {
-    if (len <= this.core.tunnelMtu(to)) this.sendOne(this.tunnel, buf, off, len, to);
-    else this.sendFragments(buf, off, len, to);
-  }
-
-  /**
-   * A reassembled datagram over the tunnel MTU (never with DF: the core answers those), to a CPE
-   * as IPv4 fragments of that MTU (at most a scratch slot each), sent at once.
-   */
-  private sendFragments(buf: Buffer, off: number, len: number, to: number): void {
-    const n = fragmentIpv4(buf, off, off + len, Math.min(this.core.tunnelMtu(to), GEN_SLOT), this.fragBufs, 0, this.fragLens);
-    const g = this.counters.global;
-    if (n < 0) {
-      g[G.tx_errors]++; // bad options, or more fragments than MAX_FRAGMENTS: not sendable
-      return;
-    }
-    const box = this.frags;
-    box.reset(box.gen);
-    for (let i = 0; i < n; i++) this.address(box, box.push(i * GEN_SLOT, this.fragLens[i]!), to);
-    g[G.fragments_to_cpe] += n;
-    this.flush(box, this.tunnel, G.out6_packets, G.out6_bytes);
   }
 
   /** Fill destination (the CPE) and source (its tunnel endpoint) of packet j of a tunnel batch. */

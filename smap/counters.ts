@@ -39,7 +39,6 @@ export const GLOBAL_NAMES = [
   'to_lan_packets', // IPv4 written to the TUN (toward the LAN or the router)
   'to_lan_bytes',
   'fragments_out', // non-first IPv4 fragments sent on (their first fragment carried the port)
-  'fragments_in', // non-first IPv4 fragments from the PRR, written to the TUN (the kernel reassembles them)
   'tunnel_errors', // ICMPv6 errors and local send errors reported by the tunnel socket
   'tx_errors', // packets the kernel refused on send
   'pmtu_lowered', // the tunnel MTU lowered by an ICMPv6 Packet Too Big from the path to the PRR

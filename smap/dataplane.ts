@@ -12,12 +12,21 @@
  * and source slots of the send batch are filled once, when the binding or the WAN address
  * changes, never per packet. Packets are sent from the receive ring where they lie (no copy).
  */
-import type { Icmp6ErrorReport, PacketPort, TunDevice, Tunnel6Socket, TxBatch } from '../common/native/types.js';
+import type { Icmp6ErrorReport, PacketPort, RingOptions, TunDevice, Tunnel6Socket, TxBatch } from '../common/native/types.js';
 import { Action, newVerdict, type SmapCore, type Verdict } from './core.js';
 import { G, type SmapCounters } from './counters.js';
 
 /** Room for one generated ICMPv4 error (at most 576 bytes, RFC 1812 §4.3.2.3). */
 const GEN_SLOT = 1024;
+
+/**
+ * Receive ring of the tunnel socket. The PRR sends a packet over the tunnel MTU without DF as one
+ * IPv6 packet that the kernel fragments (RFC 2473 §7.2, RFC 6333 §5.3), and this host's kernel
+ * hands the socket the reassembled packet: after the PRR reassembled a fragmented datagram (a
+ * 4000-byte UDP datagram, say) that is up to 65535 bytes of IPv4, so every slot holds that much.
+ * 32 slots of 64 KiB (2 MiB) instead of the default 128 of 2 KiB: a CPE's share of RAM.
+ */
+export const TUNNEL_RING: RingOptions = { batch: 32, slotSize: 65535 + 40, headroom: 40 };
 
 function newBatch(n: number, tunnel: boolean): TxBatch {
   return {
@@ -152,7 +161,6 @@ export class SmapDataplane {
         if (v.reason >= 0) c.dropsIn[v.reason]++;
         continue;
       }
-      if (v.fragment) g[G.fragments_in]++;
       out.offsets[out.count] = v.off;
       out.lens[out.count++] = v.len;
     }

@@ -12,6 +12,7 @@ import { startSmap, systemIo, type SmapStatus } from './daemon.js';
 import { endpointFromConfig, register } from './registration.js';
 import { pickWanAddress } from './wan.js';
 import { execFileSync } from 'node:child_process';
+import { TUNNEL_RING } from './dataplane.js';
 
 export const DEFAULT_CONFIG = '/etc/smap/smap.ini';
 
@@ -27,7 +28,7 @@ export function runVerb(program: Command, io: CliIo): void {
     .action(async (opts: { config: string }) => {
       const cfg = loadSmapConfig(opts.config);
       const log = createLogger('smap', cfg.smap.log_level);
-      const smap = await startSmap(cfg, opts.config, log, systemIo((name) => openTun({ name }), (bind) => openTunnel6({ bind }), originalDst));
+      const smap = await startSmap(cfg, opts.config, log, systemIo((name) => openTun({ name }), (bind) => openTunnel6({ bind, ...TUNNEL_RING }), originalDst));
       let stopped = false;
       const stopped$ = new Promise<void>((resolve) => {
         const stop = (): void => {

@@ -53,11 +53,15 @@ export interface Capture {
   lines(): string[];
   /** Stop tcpdump and return every line it printed. */
   stop(): Promise<string[]>;
+  /** What tcpdump said on stderr (after stop: how many packets it captured). */
+  log(): string;
 }
 
-/** tcpdump -n -l on `dev` of `h` with `filter`, ready once it says it is listening. */
+/** tcpdump on `dev` of `h` with `filter`, one line per packet, ready once it says it is listening. */
 export async function capture(h: Host, dev: string, filter: string, extra: string[] = []): Promise<Capture> {
-  const p = h.spawn('tcpdump', ['-i', dev, '-n', '-l', ...extra, filter], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // --immediate-mode: otherwise packets wait in a ring block (up to a second) and a capture
+  // stopped soon after them never prints them.
+  const p = h.spawn('tcpdump', ['-i', dev, '-n', '-l', '--immediate-mode', ...extra, filter], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   p.stdout?.setEncoding('utf8').on('data', (d: string) => (out += d));
@@ -69,10 +73,12 @@ export async function capture(h: Host, dev: string, filter: string, extra: strin
   const lines = (): string[] => out.split('\n').filter((x) => x.trim() !== '');
   return {
     lines,
+    log: () => err.trim().replaceAll('\n', ' | '),
     async stop() {
-      const exited = new Promise((r) => (p.exitCode !== null ? r(null) : p.once('exit', r)));
+      // 'close', not 'exit': only then has everything tcpdump printed been read.
+      const closed = new Promise((r) => (p.stdout?.closed === true ? r(null) : p.once('close', r)));
       p.kill('SIGINT');
-      await exited;
+      await closed;
       return lines();
     },
   };
