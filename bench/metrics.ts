@@ -4,8 +4,8 @@
  *
  *   - scrape: GET /metrics of a PRR registry holding N subscribers (default 100,000, 480-port
  *     ranges on 758 shared addresses, every one with 20 ports active and a usage report), over
- *     HTTP, with per_subscriber = all, top:100 and none, and `all` without ports active: median
- *     time and response size (the first scrape, which warms the JIT, apart);
+ *     HTTP, with per_subscriber = all, top:100 and none, and top:100 without ports active: median
+ *     wall and CPU time and response size (the first scrape, which warms the JIT, apart);
  *   - packet rate: two PRRs side by side in one lab, the same bindings (default 100,000, RFC 7597
  *     sets on 510 addresses) and the same generator (bench/prr-gen.ts, bench/prr-measure.ts), one
  *     with `[metrics] ports_active = on` and one with `off`: small-packet rate at no drop and CPU
