@@ -133,7 +133,7 @@ export interface PrrSide extends Contender {
  * namespace `<x>cpe`, the Internet `<x>inet`. With `lan`, a LAN host `<x>lan` behind the CPE,
  * SNATed by nftables into the CPE's port range and carried by the test-only pipe forwarder.
  */
-export async function buildPrr(lab: Lab, x: string, bindings: number, dir: string, lan: boolean): Promise<PrrSide> {
+export async function buildPrr(lab: Lab, x: string, bindings: number, dir: string, lan: boolean, extraIni = ''): Promise<PrrSide> {
   const cpe = lab.host(`${x}cpe`);
   const prrHost = lab.host(`${x}prr`);
   const inet = lab.host(`${x}inet`);
@@ -152,7 +152,7 @@ export async function buildPrr(lab: Lab, x: string, bindings: number, dir: strin
   mkdirSync(sub, { recursive: true });
   const ini = join(sub, 'prr.ini');
   const control = join(sub, 'control.sock');
-  writeFileSync(ini, prrIni(bindings, control));
+  writeFileSync(ini, prrIni(bindings, control) + extraIni);
   const t0 = performance.now();
   const prr = prrHost.spawn(process.execPath, [distPath('prr/cli.js'), 'run', '--config', ini], { stdio: ['ignore', 'pipe', 'pipe'] });
   const io = collect(prr);

@@ -11,6 +11,7 @@ const BENCHES: Record<string, () => Promise<{ main(args: string[]): Promise<void
   e2e: () => import('./e2e.js'),
   bundle: () => import('./bundle.js'),
   pmtu: () => import('./pmtu.js'),
+  metrics: () => import('./metrics.js'),
 };
 
 async function main(): Promise<void> {

@@ -34,7 +34,8 @@
  * The ports-active series exist only with `[metrics] ports_active = on` (the default); the
  * reported ones only with registration on.
  */
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { labelValue, sampleValue, TextRegistry } from './metrics-text.js';
 import { directionCounters, packageVersion, scrapedCounter } from '../common/metrics-server.js';
 import { FIRST_USER_PORT, MAX_PORT } from '../common/portset.js';
 import { DROP_REASON_NAMES, G, type ReassemblyView } from './counters.js';
@@ -69,7 +70,7 @@ const ICMP = [
 
 /** The PRR's registry; every value is read when Prometheus scrapes. */
 export function prrRegistry(src: PrrMetricsSource, opts: PrrMetricsOptions): Registry {
-  const registry = new Registry();
+  const registry = new TextRegistry();
   const registers = [registry];
   const { counters, table } = src;
   const now = opts.now ?? Date.now;
@@ -201,88 +202,34 @@ export function prrRegistry(src: PrrMetricsSource, opts: PrrMetricsOptions): Reg
     }
     return rows;
   };
-  new Gauge({
-    name: 'prr_subscriber_ports_allocated',
-    help: 'Ports of the shared IPv4 address allocated to the subscriber (its port set size)',
-    labelNames: ['subscriber'] as const,
-    registers,
-    collect() {
-      this.reset();
-      for (const r of current()) this.set({ subscriber: r.name }, r.ports);
-    },
+  // Written as text (prr/metrics-text.ts): with per_subscriber = all these are most of the series.
+  const sub = (r: SubscriberRow): string => `subscriber="${labelValue(r.name)}"`;
+  const family = (name: string, help: string, type: 'gauge' | 'counter', lines: (r: SubscriberRow, out: string[]) => void): void =>
+    registry.registerFamily({ name, help, type, write: (out) => { for (const r of current()) lines(r, out); } });
+  family('prr_subscriber_ports_allocated', 'Ports of the shared IPv4 address allocated to the subscriber (its port set size)', 'gauge', (r, out) => {
+    out.push(`prr_subscriber_ports_allocated{${sub(r)}} ${sampleValue(r.ports)}`);
   });
-  new Counter({
-    name: 'prr_subscriber_packets_total',
-    help: 'IPv4 packets of the subscriber, by direction (from_cpe, to_cpe)',
-    labelNames: ['subscriber', 'direction'] as const,
-    registers,
-    collect() {
-      this.reset();
-      for (const r of current()) {
-        this.inc({ subscriber: r.name, direction: 'from_cpe' }, r.fromPackets);
-        this.inc({ subscriber: r.name, direction: 'to_cpe' }, r.toPackets);
-      }
-    },
+  family('prr_subscriber_packets_total', 'IPv4 packets of the subscriber, by direction (from_cpe, to_cpe)', 'counter', (r, out) => {
+    out.push(`prr_subscriber_packets_total{${sub(r)},direction="from_cpe"} ${sampleValue(r.fromPackets)}`, `prr_subscriber_packets_total{${sub(r)},direction="to_cpe"} ${sampleValue(r.toPackets)}`);
   });
-  new Counter({
-    name: 'prr_subscriber_bytes_total',
-    help: 'IPv4 bytes of the subscriber, by direction (from_cpe, to_cpe)',
-    labelNames: ['subscriber', 'direction'] as const,
-    registers,
-    collect() {
-      this.reset();
-      for (const r of current()) {
-        this.inc({ subscriber: r.name, direction: 'from_cpe' }, r.fromBytes);
-        this.inc({ subscriber: r.name, direction: 'to_cpe' }, r.toBytes);
-      }
-    },
+  family('prr_subscriber_bytes_total', 'IPv4 bytes of the subscriber, by direction (from_cpe, to_cpe)', 'counter', (r, out) => {
+    out.push(`prr_subscriber_bytes_total{${sub(r)},direction="from_cpe"} ${sampleValue(r.fromBytes)}`, `prr_subscriber_bytes_total{${sub(r)},direction="to_cpe"} ${sampleValue(r.toBytes)}`);
   });
-  new Counter({
-    name: 'prr_subscriber_drops_total',
-    help: "Packets dropped that were attributed to the subscriber's binding",
-    labelNames: ['subscriber'] as const,
-    registers,
-    collect() {
-      this.reset();
-      for (const r of current()) this.inc({ subscriber: r.name }, r.drops);
-    },
+  family('prr_subscriber_drops_total', "Packets dropped that were attributed to the subscriber's binding", 'counter', (r, out) => {
+    out.push(`prr_subscriber_drops_total{${sub(r)}} ${sampleValue(r.drops)}`);
   });
-
   if (src.activity !== undefined) {
-    new Gauge({
-      name: 'prr_subscriber_ports_active',
-      help: 'Distinct ports of the subscriber\'s set its CPE sent from in the last 60 s (observed by the PRR)',
-      labelNames: ['subscriber'] as const,
-      registers,
-      collect() {
-        this.reset();
-        for (const r of current()) this.set({ subscriber: r.name }, r.active);
-      },
+    family('prr_subscriber_ports_active', "Distinct ports of the subscriber's set its CPE sent from in the last 60 s (observed by the PRR)", 'gauge', (r, out) => {
+      out.push(`prr_subscriber_ports_active{${sub(r)}} ${sampleValue(r.active)}`);
     });
   }
   if (src.usage !== undefined) {
-    new Gauge({
-      name: 'prr_subscriber_ports_in_use',
-      help: 'Ports of the subscriber\'s set in use by protocol, as its CPE counted them in conntrack and reported at its last registration or renewal',
-      labelNames: ['subscriber', 'protocol'] as const,
-      registers,
-      collect() {
-        this.reset();
-        for (const r of current()) {
-          if (r.reported === undefined) continue;
-          for (const protocol of USAGE_PROTOCOLS) this.set({ subscriber: r.name, protocol }, r.reported.usage[protocol]);
-        }
-      },
+    family('prr_subscriber_ports_in_use', "Ports of the subscriber's set in use by protocol, as its CPE counted them in conntrack and reported at its last registration or renewal", 'gauge', (r, out) => {
+      if (r.reported === undefined) return;
+      for (const protocol of USAGE_PROTOCOLS) out.push(`prr_subscriber_ports_in_use{${sub(r)},protocol="${protocol}"} ${sampleValue(r.reported.usage[protocol])}`);
     });
-    new Gauge({
-      name: 'prr_subscriber_usage_report_timestamp_seconds',
-      help: 'When the subscriber\'s CPE last reported its ports in use (Unix time)',
-      labelNames: ['subscriber'] as const,
-      registers,
-      collect() {
-        this.reset();
-        for (const r of current()) if (r.reported !== undefined) this.set({ subscriber: r.name }, r.reported.at / 1000);
-      },
+    family('prr_subscriber_usage_report_timestamp_seconds', "When the subscriber's CPE last reported its ports in use (Unix time)", 'gauge', (r, out) => {
+      if (r.reported !== undefined) out.push(`prr_subscriber_usage_report_timestamp_seconds{${sub(r)}} ${sampleValue(r.reported.at / 1000)}`);
     });
   }
 
