@@ -8,6 +8,7 @@ const BENCHES: Record<string, () => Promise<{ main(args: string[]): Promise<void
   pipe: () => import('./pipe.js'),
   prr: () => import('./prr.js'),
   e2e: () => import('./e2e.js'),
+  store: () => import('./store.js'),
 };
 
 async function main(): Promise<void> {

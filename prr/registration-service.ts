@@ -37,6 +37,8 @@ import type { BindingTable } from './bindings.js';
 import type { KeyEntry } from './registration-keys.js';
 import type { RegistrationStore, StoredBinding } from './store.js';
 
+const HEX32 = /^[0-9a-f]{32}$/;
+
 export interface RegistrationPolicy {
   minPorts: number;
   maxPorts: number;
@@ -68,8 +70,8 @@ export class Registrar implements RegistrationService {
   private readonly d: RegistrarDeps;
   private readonly addrs: number[];
   private readonly now: () => number;
-  /** Binding id in the table of each stored key. */
-  private readonly ids = new Map<string, number>();
+  /** Registered bindings in the table (kept as a count: a map by key would cost 100 MB at a million). */
+  private live = 0;
 
   constructor(d: RegistrarDeps) {
     this.d = d;
@@ -92,20 +94,27 @@ export class Registrar implements RegistrationService {
     }
     let loaded = 0;
     let skipped = 0;
-    for (const row of this.d.store.loadAll()) {
+    // A million rows hold a few thousand distinct sets at most: parse each text once, and let the
+    // bindings share the PortSet objects (immutable).
+    const sets = new Map<string, PortSet>();
+    const scratch = Buffer.alloc(16); // the table copies the address in
+    for (const [subscriber, ipv6, ipv4, ports] of this.d.store.loadRows()) {
       try {
-        const set = parsePortSet(row.ports, { allowSystemPorts: true });
-        this.allocator.reserve(row.ipv4, set);
+        let set = sets.get(ports);
+        if (set === undefined) sets.set(ports, (set = parsePortSet(ports, { allowSystemPorts: true })));
+        const addr = HEX32.test(ipv6) && scratch.write(ipv6, 'hex') === 16 ? scratch : parseIpv6OrThrow(ipv6);
+        this.allocator.reserve(ipv4, set);
         try {
-          this.ids.set(row.fingerprint, t.add({ subscriber: row.subscriber, ipv6: parseIpv6OrThrow(row.ipv6), ipv4: row.ipv4, ports: set }));
+          t.add({ subscriber, ipv6: addr, ipv4, ports: set });
+          this.live++;
         } catch (err) {
-          this.allocator.release(row.ipv4, set);
+          this.allocator.release(ipv4, set);
           throw err;
         }
         loaded++;
       } catch (err) {
         skipped++;
-        this.d.log.error(`${this.d.store.file}: registration of ${row.subscriber} (${row.fingerprint}) not restored: ${(err as Error).message}`);
+        this.d.log.error(`${this.d.store.file}: registration of ${subscriber} not restored: ${(err as Error).message}`);
       }
     }
     return { loaded, skipped };
@@ -113,7 +122,7 @@ export class Registrar implements RegistrationService {
 
   /** Registered bindings now in the table. */
   get registered(): number {
-    return this.ids.size;
+    return this.live;
   }
 
   /** register --ipv6 ADDR [--ports N] */
@@ -136,7 +145,8 @@ export class Registrar implements RegistrationService {
       throw new ProtocolError(EXIT_INTERNAL, `store: ${(err as Error).message}`);
     }
     try {
-      this.ids.set(peer.fingerprint, this.d.table.add({ subscriber: name, ipv6, ipv4, ports: set }));
+      this.d.table.add({ subscriber: name, ipv6, ipv4, ports: set });
+      this.live++;
     } catch (err) {
       this.d.store.delete(peer.fingerprint);
       this.allocator.release(ipv4, set);
@@ -182,8 +192,10 @@ export class Registrar implements RegistrationService {
   private drop(old: StoredBinding, how: string): void {
     this.d.store.delete(old.fingerprint);
     const id = this.liveId(old);
-    if (id !== undefined) this.d.table.remove(id);
-    this.ids.delete(old.fingerprint);
+    if (id !== undefined) {
+      this.d.table.remove(id);
+      this.live--;
+    }
     try {
       this.allocator.release(old.ipv4, parsePortSet(old.ports, { allowSystemPorts: true }));
     } catch (err) {
@@ -208,7 +220,7 @@ export class Registrar implements RegistrationService {
       const id = this.liveId(row);
       if (id !== undefined) {
         this.d.table.remove(id);
-        this.ids.delete(row.fingerprint);
+        this.live--;
         unbound++;
         this.d.log.info(`lease of ${row.subscriber} (${row.fingerprint}) ended: unbound, set kept for the key`);
       }
@@ -260,7 +272,10 @@ export class Registrar implements RegistrationService {
     }
     const input = { subscriber: old.subscriber, ipv6, ipv4: placed.ipv4, ports: placed.set };
     try {
-      if (id === undefined) this.ids.set(old.fingerprint, this.d.table.add(input));
+      if (id === undefined) {
+        this.d.table.add(input);
+        this.live++;
+      }
       else if (stale || !this.d.table.ipv6Is(id, ipv6, 0)) this.d.table.change(id, { ...input, mtu: this.d.table.mtuOf(id) });
     } catch (err) {
       this.d.store.put(old);
@@ -272,10 +287,13 @@ export class Registrar implements RegistrationService {
     return this.reply(row);
   }
 
-  /** The table id of a stored binding, if it is still there under its name. */
+  /**
+   * The table id of a stored binding, if it is still there: the binding of its name on its
+   * address and set (the operator may have released it, or bound the name otherwise).
+   */
   private liveId(row: StoredBinding): number | undefined {
-    const id = this.ids.get(row.fingerprint);
-    return id !== undefined && this.d.table.isLive(id) && this.d.table.subscriberOf(id) === row.subscriber ? id : undefined;
+    const t = this.d.table;
+    return t.findSubscriber(row.subscriber).find((id) => t.ipv4Of(id) === row.ipv4 && t.portsOf(id)?.toString() === row.ports);
   }
 
   private keyOf(peer: Peer): KeyEntry {

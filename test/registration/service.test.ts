@@ -141,3 +141,23 @@ t.test('expiry: the binding leaves the table, the set stays with the key; an una
   t.equal(rig.table.size, 1);
   rig.store.close();
 });
+
+t.test('a store made before ipv6_hex: the column is added, old rows are parsed from their text', async (t) => {
+  const dir = tempDir('migrate');
+  const a = makeKey(dir, 'a');
+  const Database = (await import('better-sqlite3')).default;
+  const db = new Database(path.join(dir, 'registrations.db'));
+  db.exec(`CREATE TABLE bindings (fingerprint TEXT PRIMARY KEY, subscriber TEXT NOT NULL UNIQUE, ipv6 TEXT NOT NULL, ipv4 INTEGER NOT NULL,
+    ports TEXT NOT NULL, expires INTEGER NOT NULL, updated INTEGER NOT NULL) STRICT`);
+  db.prepare('INSERT INTO bindings VALUES (?, ?, ?, ?, ?, ?, 0)').run(fpOf(a.pub), 'old', '2001:db8:5::5', 0xc0000201, '3024-4023', 2e9);
+  db.close();
+  const rig = makeRig(dir, `name=old ${a.pub}\n`);
+  const id = rig.table.findSubscriber('old')[0]!;
+  t.ok(rig.table.ipv6Is(id, Buffer.from('20010db8000500000000000000000005', 'hex'), 0), 'the old row is in the table');
+  const pa: Peer = { fingerprint: fpOf(a.pub), address: 'test' };
+  t.equal(JSON.parse(runCommand(rig.registrar, pa, 'renew --ipv6 2001:db8:5::6').stdout).ports, '3024-4023', 'sticky');
+  rig.store.close();
+  const again = makeRig(dir, `name=old ${a.pub}\n`);
+  t.ok(again.table.ipv6Is(again.table.findSubscriber('old')[0]!, Buffer.from('20010db8000500000000000000000006', 'hex'), 0), 'rewritten with its hex form, read back');
+  again.store.close();
+});
