@@ -77,7 +77,7 @@ export async function main(args: string[]): Promise<void> {
     const section: RegistrationSection = {
       enabled: true, listen: { host: '127.0.0.1', port: 0 }, host_key: path.join(dir, 'host_key'),
       authorized_keys: path.join(dir, 'authorized_keys'), database: file, lease: 86400, default_ports: SLOT,
-      min_ports: 200, max_ports: 4000, rate_per_key: { packets: 10, seconds: 60 }, rate_total: { packets: 1000, seconds: 1 },
+      min_ports: 200, max_ports: 4000, psid_length: 0, psid_offset: 6, rate_per_key: { packets: 10, seconds: 60 }, rate_total: { packets: 1000, seconds: 1 },
     };
     const pool = Array.from({ length: addresses }, (_, i) => BASE + i);
     const model = {

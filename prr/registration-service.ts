@@ -11,7 +11,9 @@
  *      but an error line.
  *
  * Set sizes. The pool is cut into slots of `defaultPorts` contiguous ports (common/allocator.ts):
- * a request for that size takes the first free slot. Any other size (`--ports N`, a key's
+ * a request for that size takes the first free slot. With a PSID policy ([registration]
+ * psid_length) the slots are the RFC 7597 PSID sets of that length instead, and any request up to
+ * one PSID set's size takes one. Any other size (`--ports N`, a key's
  * `ports=N`) or a key's fixed `set=` is placed by a first-fit scan of the pool addresses, aligned
  * to its size; that scan is linear in the pool, so keep odd sizes for a few keys.
  *
@@ -26,7 +28,7 @@
 import { PortAllocator } from '../common/allocator.js';
 import { PoolExhaustedError, PortSetError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { FIRST_USER_PORT, MAX_PORT, parsePortSet, PortRange, type PortSet } from '../common/portset.js';
+import { FIRST_USER_PORT, MAX_PORT, parsePortSet, PortRange, PsidSet, type PortSet } from '../common/portset.js';
 import { ipv4ToString } from '../common/codec/ipv4.js';
 import { ipv6ToString, parseIpv6OrThrow } from '../common/codec/ipv6.js';
 import {
@@ -50,6 +52,8 @@ export interface RegistrationPolicy {
   prrIpv6: Buffer;
   /** Allow ports 0-1023 in sets. */
   allowSystemPorts: boolean;
+  /** Hand out RFC 7597 PSID sets (length k, offset a) instead of ranges of defaultPorts. */
+  psid?: { k: number; a: number };
 }
 
 export interface RegistrarDeps {
@@ -67,6 +71,8 @@ export interface RegistrarDeps {
 
 export class Registrar implements RegistrationService {
   readonly allocator: PortAllocator;
+  /** Ports in one slot of the allocator: default_ports, or the size of one PSID set. */
+  private readonly slotSize: number;
   private readonly d: RegistrarDeps;
   private readonly addrs: number[];
   private readonly now: () => number;
@@ -78,7 +84,9 @@ export class Registrar implements RegistrationService {
     this.now = d.now ?? (() => Math.floor(Date.now() / 1000));
     this.addrs = [...d.poolAddresses].sort((a, b) => a - b);
     const minPort = d.policy.allowSystemPorts ? 0 : FIRST_USER_PORT;
-    this.allocator = new PortAllocator(this.addrs, { kind: 'range', size: d.policy.defaultPorts, minPort });
+    const psid = d.policy.psid;
+    this.allocator = new PortAllocator(this.addrs, psid !== undefined ? { kind: 'psid', k: psid.k, a: psid.a, minPort } : { kind: 'range', size: d.policy.defaultPorts, minPort });
+    this.slotSize = this.allocator.slotSet(0).size;
   }
 
   /**
@@ -246,7 +254,7 @@ export class Registrar implements RegistrationService {
   private move(old: StoredBinding, text: string, ipv6: Buffer, key: KeyEntry): LeaseReply {
     const oldSet = parsePortSet(old.ports, { allowSystemPorts: true });
     const wanted = key.set !== undefined ? key.set.size : key.ports;
-    const stale = (key.set !== undefined && !key.set.equals(oldSet)) || (wanted !== undefined && wanted !== oldSet.size);
+    const stale = !this.fits(key, oldSet);
     const id = this.liveId(old);
     let placed = { ipv4: old.ipv4, set: oldSet };
     if (stale) {
@@ -296,6 +304,15 @@ export class Registrar implements RegistrationService {
     return t.findSubscriber(row.subscriber).find((id) => t.ipv4Of(id) === row.ipv4 && t.portsOf(id)?.toString() === row.ports);
   }
 
+  /** Does `set` still answer the key's options (its fixed set=, its ports=)? */
+  private fits(key: KeyEntry, set: PortSet): boolean {
+    if (key.set !== undefined) return key.set.equals(set);
+    if (key.ports === undefined) return true;
+    // PSID policy: a key's ports= is met by one PSID set at least that large.
+    if (this.d.policy.psid !== undefined && this.slotSize >= key.ports) return set.kind === 'psid';
+    return set.size === key.ports;
+  }
+
   private keyOf(peer: Peer): KeyEntry {
     const key = this.d.keys().get(peer.fingerprint);
     if (key === undefined) throw new ProtocolError(EXIT_REFUSED, `key ${peer.fingerprint} is no longer authorized`);
@@ -329,7 +346,7 @@ export class Registrar implements RegistrationService {
     if (asked !== undefined && key.ports !== undefined && asked > key.ports) {
       throw new ProtocolError(EXIT_REFUSED, `--ports ${asked}: this key may have at most ${key.ports}`);
     }
-    return asked ?? key.ports ?? p.defaultPorts;
+    return asked ?? key.ports ?? (p.psid !== undefined ? this.slotSize : p.defaultPorts);
   }
 
   /**
@@ -349,8 +366,10 @@ export class Registrar implements RegistrationService {
 
   /** A new set of `size` ports for `key`: its fixed set=, else the first free one. */
   private allocate(key: KeyEntry, size: number): { ipv4: number; set: PortSet } {
-    if (key.set !== undefined) return this.place(size, () => key.set!, true);
-    if (size === this.d.policy.defaultPorts) {
+    if (key.set !== undefined) return this.place(() => [key.set!], size);
+    const psid = this.d.policy.psid;
+    // One slot: default_ports under a range policy; anything up to one PSID set under a PSID policy.
+    if (psid !== undefined ? size <= this.slotSize : size === this.d.policy.defaultPorts) {
       try {
         const a = this.allocator.allocate();
         return { ipv4: a.addr, set: a.set };
@@ -359,18 +378,28 @@ export class Registrar implements RegistrationService {
         throw err;
       }
     }
-    return this.place(size, (first) => new PortRange(first, first + size - 1, { allowSystemPorts: true }), false);
+    if (psid !== undefined) {
+      // A shorter PSID: 2^j adjacent slots in one set, aligned, so the slots around stay whole.
+      let k = psid.k;
+      while (k > 0 && new PsidSet(psid.a, k, 0, { allowSystemPorts: true }).size < size) k--;
+      if (new PsidSet(psid.a, k, 0, { allowSystemPorts: true }).size < size) {
+        throw new ProtocolError(EXIT_REFUSED, `--ports ${size}: more than one shared address holds under psid_offset ${psid.a}`);
+      }
+      return this.place(function* () {
+        for (let id = 0; id < 2 ** k; id++) yield new PsidSet(psid.a, k, id, { allowSystemPorts: true });
+      }, size);
+    }
+    const low = this.d.policy.allowSystemPorts ? 0 : FIRST_USER_PORT;
+    return this.place(function* () {
+      for (let f = Math.ceil(low / size) * size; f + size - 1 <= MAX_PORT; f += size) yield new PortRange(f, f + size - 1, { allowSystemPorts: true });
+    }, size);
   }
 
-  /** First fit of a set of `size` ports (`make(first)`) over the pool addresses. */
-  private place(size: number, make: (first: number) => PortSet, fixed: boolean): { ipv4: number; set: PortSet } {
-    const low = this.d.policy.allowSystemPorts ? 0 : FIRST_USER_PORT;
+  /** First fit over the pool addresses of the first candidate set that is free there. */
+  private place(candidates: () => Iterable<PortSet>, size: number): { ipv4: number; set: PortSet } {
     for (const ipv4 of this.addrs) {
       if (this.allocator.usage(ipv4).free === 0) continue;
-      const firsts = fixed ? [0] : [];
-      if (!fixed) for (let f = Math.ceil(low / size) * size; f + size - 1 <= MAX_PORT; f += size) firsts.push(f);
-      for (const first of firsts) {
-        const set = make(first);
+      for (const set of candidates()) {
         try {
           this.allocator.reserve(ipv4, set);
           return { ipv4, set };
@@ -394,6 +423,7 @@ export class Registrar implements RegistrationService {
       mtu: this.d.policy.tunnelMtu,
     };
     if (set.psid !== undefined) r.psid = { offset: set.psid.offset, length: set.psid.length, value: set.psid.id };
+    r.ranges = set.chunks();
     return r;
   }
 }
