@@ -39,8 +39,6 @@ import type { BindingTable } from './bindings.js';
 import type { KeyEntry } from './registration-keys.js';
 import type { RegistrationStore, StoredBinding } from './store.js';
 
-const HEX32 = /^[0-9a-f]{32}$/;
-
 export interface RegistrationPolicy {
   minPorts: number;
   maxPorts: number;
@@ -110,10 +108,12 @@ export class Registrar implements RegistrationService {
       try {
         let set = sets.get(ports);
         if (set === undefined) sets.set(ports, (set = parsePortSet(ports, { allowSystemPorts: true })));
-        const addr = HEX32.test(ipv6) && scratch.write(ipv6, 'hex') === 16 ? scratch : parseIpv6OrThrow(ipv6);
+        const addr = ipv6.length === 32 && !ipv6.includes(':') && scratch.write(ipv6, 'hex') === 16 ? scratch : parseIpv6OrThrow(ipv6);
         this.allocator.reserve(ipv4, set);
         try {
-          t.add({ subscriber, ipv6: addr, ipv4, ports: set });
+          // Every table binding in the pools is in the allocator (reserved above): reserve()
+          // just proved this set overlaps none of them.
+          t.add({ subscriber, ipv6: addr, ipv4, ports: set }, true);
           this.live++;
         } catch (err) {
           this.allocator.release(ipv4, set);
