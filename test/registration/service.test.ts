@@ -207,3 +207,20 @@ t.test('PSID policy: sets in PSID and range form, one address filled before the 
   t.equal(JSON.parse(runCommand(again.registrar, peer(0), 'status').stdout).ports, 'psid:a=6/k=6/id=0');
   again.store.close();
 });
+
+t.test('a store with overlapping rows (damaged by hand): the second is not restored, and says so', async (t) => {
+  const dir = tempDir('overlap');
+  const store = new RegistrationStore(path.join(dir, 'registrations.db'));
+  const row = { ipv4: 0xc0000201, expires: 2e9 };
+  store.put({ ...row, fingerprint: 'SHA256:one', subscriber: 'one', ipv6: '2001:db8::1', ports: '1024-2023' });
+  store.put({ ...row, fingerprint: 'SHA256:two', subscriber: 'two', ipv6: '2001:db8::2', ports: '1500-1599' });
+  store.put({ ...row, fingerprint: 'SHA256:three', subscriber: 'three', ipv6: '2001:db8::3', ports: '2024-3023' });
+  store.close();
+  const rig = makeRig(dir, '');
+  t.equal(rig.table.size, 2, 'one and three');
+  t.same(rig.table.findSubscriber('two'), []);
+  t.equal(rig.table.lookupPort(0xc0000201, 1550), rig.table.findSubscriber('one')[0], 'the port stays with the first');
+  t.match(rig.log.lines.join('\n'), /registrations\.db: registration of two not restored: .*overlaps/);
+  t.equal(rig.registrar.registered, 2);
+  rig.store.close();
+});
