@@ -12,6 +12,7 @@ const BENCHES: Record<string, () => Promise<{ main(args: string[]): Promise<void
   bundle: () => import('./bundle.js'),
   pmtu: () => import('./pmtu.js'),
   metrics: () => import('./metrics.js'),
+  store: () => import('./store.js'),
 };
 
 async function main(): Promise<void> {

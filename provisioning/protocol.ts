@@ -47,6 +47,8 @@ export interface LeaseReply {
   ports: string;
   /** Present when the set is an RFC 7597 PSID set. */
   psid?: { offset: number; length: number; value: number };
+  /** The set as contiguous [first, last] runs (range form of any set; one run for a range). */
+  ranges?: Array<[number, number]>;
   /** The PRR's tunnel endpoint (BR) address. */
   prr_ipv6: string;
   /** Seconds until the lease ends unless renewed. */

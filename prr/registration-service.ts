@@ -11,7 +11,9 @@
  *      but an error line.
  *
  * Set sizes. The pool is cut into slots of `defaultPorts` contiguous ports (common/allocator.ts):
- * a request for that size takes the first free slot. Any other size (`--ports N`, a key's
+ * a request for that size takes the first free slot. With a PSID policy ([registration]
+ * psid_length) the slots are the RFC 7597 PSID sets of that length instead, and any request up to
+ * one PSID set's size takes one. Any other size (`--ports N`, a key's
  * `ports=N`) or a key's fixed `set=` is placed by a first-fit scan of the pool addresses, aligned
  * to its size; that scan is linear in the pool, so keep odd sizes for a few keys.
  *
@@ -26,7 +28,7 @@
 import { PortAllocator } from '../common/allocator.js';
 import { PoolExhaustedError, PortSetError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { FIRST_USER_PORT, MAX_PORT, parsePortSet, PortRange, type PortSet } from '../common/portset.js';
+import { FIRST_USER_PORT, MAX_PORT, parsePortSet, PortRange, PsidSet, type PortSet } from '../common/portset.js';
 import { ipv4ToString } from '../common/codec/ipv4.js';
 import { ipv6ToString, parseIpv6OrThrow } from '../common/codec/ipv6.js';
 import {
@@ -48,6 +50,8 @@ export interface RegistrationPolicy {
   prrIpv6: Buffer;
   /** Allow ports 0-1023 in sets. */
   allowSystemPorts: boolean;
+  /** Hand out RFC 7597 PSID sets (length k, offset a) instead of ranges of defaultPorts. */
+  psid?: { k: number; a: number };
 }
 
 export interface RegistrarDeps {
@@ -65,18 +69,22 @@ export interface RegistrarDeps {
 
 export class Registrar implements RegistrationService {
   readonly allocator: PortAllocator;
+  /** Ports in one slot of the allocator: default_ports, or the size of one PSID set. */
+  private readonly slotSize: number;
   private readonly d: RegistrarDeps;
   private readonly addrs: number[];
   private readonly now: () => number;
-  /** Binding id in the table of each stored key. */
-  private readonly ids = new Map<string, number>();
+  /** Registered bindings in the table (kept as a count: a map by key would cost 100 MB at a million). */
+  private live = 0;
 
   constructor(d: RegistrarDeps) {
     this.d = d;
     this.now = d.now ?? (() => Math.floor(Date.now() / 1000));
     this.addrs = [...d.poolAddresses].sort((a, b) => a - b);
     const minPort = d.policy.allowSystemPorts ? 0 : FIRST_USER_PORT;
-    this.allocator = new PortAllocator(this.addrs, { kind: 'range', size: d.policy.defaultPorts, minPort });
+    const psid = d.policy.psid;
+    this.allocator = new PortAllocator(this.addrs, psid !== undefined ? { kind: 'psid', k: psid.k, a: psid.a, minPort } : { kind: 'range', size: d.policy.defaultPorts, minPort });
+    this.slotSize = this.allocator.slotSet(0).size;
   }
 
   /**
@@ -92,20 +100,29 @@ export class Registrar implements RegistrationService {
     }
     let loaded = 0;
     let skipped = 0;
-    for (const row of this.d.store.rows()) {
+    // A million rows hold a few thousand distinct sets at most: parse each text once, and let the
+    // bindings share the PortSet objects (immutable).
+    const sets = new Map<string, PortSet>();
+    const scratch = Buffer.alloc(16); // the table copies the address in
+    for (const [subscriber, ipv6, ipv4, ports] of this.d.store.loadRows()) {
       try {
-        const set = parsePortSet(row.ports, { allowSystemPorts: true });
-        this.allocator.reserve(row.ipv4, set);
+        let set = sets.get(ports);
+        if (set === undefined) sets.set(ports, (set = parsePortSet(ports, { allowSystemPorts: true })));
+        const addr = ipv6.length === 32 && !ipv6.includes(':') && scratch.write(ipv6, 'hex') === 16 ? scratch : parseIpv6OrThrow(ipv6);
+        this.allocator.reserve(ipv4, set);
         try {
-          this.ids.set(row.fingerprint, t.add({ subscriber: row.subscriber, ipv6: parseIpv6OrThrow(row.ipv6), ipv4: row.ipv4, ports: set }));
+          // Every table binding in the pools is in the allocator (reserved above): reserve()
+          // just proved this set overlaps none of them.
+          t.add({ subscriber, ipv6: addr, ipv4, ports: set }, true);
+          this.live++;
         } catch (err) {
-          this.allocator.release(row.ipv4, set);
+          this.allocator.release(ipv4, set);
           throw err;
         }
         loaded++;
       } catch (err) {
         skipped++;
-        this.d.log.error(`${this.d.store.file}: registration of ${row.subscriber} (${row.fingerprint}) not restored: ${(err as Error).message}`);
+        this.d.log.error(`${this.d.store.file}: registration of ${subscriber} not restored: ${(err as Error).message}`);
       }
     }
     return { loaded, skipped };
@@ -113,7 +130,7 @@ export class Registrar implements RegistrationService {
 
   /** Registered bindings now in the table. */
   get registered(): number {
-    return this.ids.size;
+    return this.live;
   }
 
   /** register --ipv6 ADDR [--ports N] */
@@ -136,7 +153,8 @@ export class Registrar implements RegistrationService {
       throw new ProtocolError(EXIT_INTERNAL, `store: ${(err as Error).message}`);
     }
     try {
-      this.ids.set(peer.fingerprint, this.d.table.add({ subscriber: name, ipv6, ipv4, ports: set }));
+      this.d.table.add({ subscriber: name, ipv6, ipv4, ports: set });
+      this.live++;
     } catch (err) {
       this.d.store.delete(peer.fingerprint);
       this.allocator.release(ipv4, set);
@@ -182,8 +200,10 @@ export class Registrar implements RegistrationService {
   private drop(old: StoredBinding, how: string): void {
     this.d.store.delete(old.fingerprint);
     const id = this.liveId(old);
-    if (id !== undefined) this.d.table.remove(id);
-    this.ids.delete(old.fingerprint);
+    if (id !== undefined) {
+      this.d.table.remove(id);
+      this.live--;
+    }
     try {
       this.allocator.release(old.ipv4, parsePortSet(old.ports, { allowSystemPorts: true }));
     } catch (err) {
@@ -208,7 +228,7 @@ export class Registrar implements RegistrationService {
       const id = this.liveId(row);
       if (id !== undefined) {
         this.d.table.remove(id);
-        this.ids.delete(row.fingerprint);
+        this.live--;
         unbound++;
         this.d.log.info(`lease of ${row.subscriber} (${row.fingerprint}) ended: unbound, set kept for the key`);
       }
@@ -234,7 +254,7 @@ export class Registrar implements RegistrationService {
   private move(old: StoredBinding, text: string, ipv6: Buffer, key: KeyEntry): LeaseReply {
     const oldSet = parsePortSet(old.ports, { allowSystemPorts: true });
     const wanted = key.set !== undefined ? key.set.size : key.ports;
-    const stale = (key.set !== undefined && !key.set.equals(oldSet)) || (wanted !== undefined && wanted !== oldSet.size);
+    const stale = !this.fits(key, oldSet);
     const id = this.liveId(old);
     let placed = { ipv4: old.ipv4, set: oldSet };
     if (stale) {
@@ -260,7 +280,10 @@ export class Registrar implements RegistrationService {
     }
     const input = { subscriber: old.subscriber, ipv6, ipv4: placed.ipv4, ports: placed.set };
     try {
-      if (id === undefined) this.ids.set(old.fingerprint, this.d.table.add(input));
+      if (id === undefined) {
+        this.d.table.add(input);
+        this.live++;
+      }
       else if (stale || !this.d.table.ipv6Is(id, ipv6, 0)) this.d.table.change(id, { ...input, mtu: this.d.table.mtuOf(id) });
     } catch (err) {
       this.d.store.put(old);
@@ -272,10 +295,22 @@ export class Registrar implements RegistrationService {
     return this.reply(row);
   }
 
-  /** The table id of a stored binding, if it is still there under its name. */
+  /**
+   * The table id of a stored binding, if it is still there: the binding of its name on its
+   * address and set (the operator may have released it, or bound the name otherwise).
+   */
   private liveId(row: StoredBinding): number | undefined {
-    const id = this.ids.get(row.fingerprint);
-    return id !== undefined && this.d.table.isLive(id) && this.d.table.subscriberOf(id) === row.subscriber ? id : undefined;
+    const t = this.d.table;
+    return t.findSubscriber(row.subscriber).find((id) => t.ipv4Of(id) === row.ipv4 && t.portsOf(id)?.toString() === row.ports);
+  }
+
+  /** Does `set` still answer the key's options (its fixed set=, its ports=)? */
+  private fits(key: KeyEntry, set: PortSet): boolean {
+    if (key.set !== undefined) return key.set.equals(set);
+    if (key.ports === undefined) return true;
+    // PSID policy: a key's ports= is met by one PSID set at least that large.
+    if (this.d.policy.psid !== undefined && this.slotSize >= key.ports) return set.kind === 'psid';
+    return set.size === key.ports;
   }
 
   private keyOf(peer: Peer): KeyEntry {
@@ -311,7 +346,7 @@ export class Registrar implements RegistrationService {
     if (asked !== undefined && key.ports !== undefined && asked > key.ports) {
       throw new ProtocolError(EXIT_REFUSED, `--ports ${asked}: this key may have at most ${key.ports}`);
     }
-    return asked ?? key.ports ?? p.defaultPorts;
+    return asked ?? key.ports ?? (p.psid !== undefined ? this.slotSize : p.defaultPorts);
   }
 
   /**
@@ -331,8 +366,10 @@ export class Registrar implements RegistrationService {
 
   /** A new set of `size` ports for `key`: its fixed set=, else the first free one. */
   private allocate(key: KeyEntry, size: number): { ipv4: number; set: PortSet } {
-    if (key.set !== undefined) return this.place(size, () => key.set!, true);
-    if (size === this.d.policy.defaultPorts) {
+    if (key.set !== undefined) return this.place(() => [key.set!], size);
+    const psid = this.d.policy.psid;
+    // One slot: default_ports under a range policy; anything up to one PSID set under a PSID policy.
+    if (psid !== undefined ? size <= this.slotSize : size === this.d.policy.defaultPorts) {
       try {
         const a = this.allocator.allocate();
         return { ipv4: a.addr, set: a.set };
@@ -341,18 +378,28 @@ export class Registrar implements RegistrationService {
         throw err;
       }
     }
-    return this.place(size, (first) => new PortRange(first, first + size - 1, { allowSystemPorts: true }), false);
+    if (psid !== undefined) {
+      // A shorter PSID: 2^j adjacent slots in one set, aligned, so the slots around stay whole.
+      let k = psid.k;
+      while (k > 0 && new PsidSet(psid.a, k, 0, { allowSystemPorts: true }).size < size) k--;
+      if (new PsidSet(psid.a, k, 0, { allowSystemPorts: true }).size < size) {
+        throw new ProtocolError(EXIT_REFUSED, `--ports ${size}: more than one shared address holds under psid_offset ${psid.a}`);
+      }
+      return this.place(function* () {
+        for (let id = 0; id < 2 ** k; id++) yield new PsidSet(psid.a, k, id, { allowSystemPorts: true });
+      }, size);
+    }
+    const low = this.d.policy.allowSystemPorts ? 0 : FIRST_USER_PORT;
+    return this.place(function* () {
+      for (let f = Math.ceil(low / size) * size; f + size - 1 <= MAX_PORT; f += size) yield new PortRange(f, f + size - 1, { allowSystemPorts: true });
+    }, size);
   }
 
-  /** First fit of a set of `size` ports (`make(first)`) over the pool addresses. */
-  private place(size: number, make: (first: number) => PortSet, fixed: boolean): { ipv4: number; set: PortSet } {
-    const low = this.d.policy.allowSystemPorts ? 0 : FIRST_USER_PORT;
+  /** First fit over the pool addresses of the first candidate set that is free there. */
+  private place(candidates: () => Iterable<PortSet>, size: number): { ipv4: number; set: PortSet } {
     for (const ipv4 of this.addrs) {
       if (this.allocator.usage(ipv4).free === 0) continue;
-      const firsts = fixed ? [0] : [];
-      if (!fixed) for (let f = Math.ceil(low / size) * size; f + size - 1 <= MAX_PORT; f += size) firsts.push(f);
-      for (const first of firsts) {
-        const set = make(first);
+      for (const set of candidates()) {
         try {
           this.allocator.reserve(ipv4, set);
           return { ipv4, set };
@@ -376,6 +423,7 @@ export class Registrar implements RegistrationService {
       mtu: this.d.policy.tunnelMtu,
     };
     if (set.psid !== undefined) r.psid = { offset: set.psid.offset, length: set.psid.length, value: set.psid.id };
+    r.ranges = set.chunks();
     return r;
   }
 }

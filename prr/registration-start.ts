@@ -52,6 +52,7 @@ export async function startPrrRegistration(model: PrrModel, table: BindingTable,
       tunnelMtu: model.tunnelMtu,
       prrIpv6: model.policy.brAddresses[0]!,
       allowSystemPorts: model.allowSystemPorts,
+      ...(reg.psid_length > 0 ? { psid: { k: reg.psid_length, a: reg.psid_offset } } : {}),
     },
   });
   const { loaded, skipped } = registrar.start();

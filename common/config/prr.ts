@@ -29,7 +29,7 @@
  */
 import { IPV6_HLEN } from '../codec/constants.js';
 import { ConfigError } from '../errors.js';
-import { FIRST_USER_PORT, PortClaims, type PortSet } from '../portset.js';
+import { FIRST_USER_PORT, PortClaims, PsidSet, type PortSet } from '../portset.js';
 import { loadIni, parseIniText } from './load.js';
 import * as s from './schema.js';
 import { formatIpv4, parseDuration, parseInteger } from './values.js';
@@ -153,6 +153,9 @@ const sections = {
     /** Bounds of a CPE's `--ports N` request (a key's ports= or set= is the operator's choice). */
     min_ports: s.int({ min: 1, max: 65536, default: 200 }),
     max_ports: s.int({ min: 1, max: 65536, default: 4000 }),
+    /** RFC 7597 PSID sets instead of ranges: PSID length k (0 = ranges of default_ports), offset a. */
+    psid_length: s.int({ min: 0, max: 15, default: 0 }),
+    psid_offset: s.int({ min: 0, max: 15, default: 6 }),
     /** Requests per key, and over all keys. */
     rate_per_key: rateField({ default: { packets: 10, seconds: 60 } }),
     rate_total: rateField({ default: { packets: 1000, seconds: 1 } }),
@@ -224,6 +227,11 @@ function checkPrr(cfg: s.Loaded<typeof sections, typeof patterns>, at: s.Locator
   }
   const low = cfg.prr.allow_system_ports ? 0 : FIRST_USER_PORT;
   if (reg.default_ports > 65536 - low) throw at.error('registration', 'default_ports', `${reg.default_ports} ports do not fit above port ${low}`);
+  if (reg.psid_length > 0) {
+    if (reg.psid_offset + reg.psid_length > 16) throw at.error('registration', 'psid_length', `psid_offset ${reg.psid_offset} + psid_length ${reg.psid_length} is over 16 bits`);
+    const min = new PsidSet(reg.psid_offset, reg.psid_length, 0, { allowSystemPorts: true }).min;
+    if (min < low) throw at.error('registration', 'psid_offset', `${reg.psid_offset} puts port ${min} in a set; give at least 6 or set [prr] allow_system_ports = true`);
+  }
 
   const byIpv4 = new Map<number, { claims: PortClaims; subs: Array<{ name: string; ports: PortSet }> }>();
   for (const [name, sub] of cfg.subscriber) {

@@ -29,6 +29,8 @@ t.test('[registration] defaults and checks', async (t) => {
     default_ports: 1000,
     min_ports: 200,
     max_ports: 4000,
+    psid_length: 0,
+    psid_offset: 6,
     rate_per_key: { packets: 10, seconds: 60 },
     rate_total: { packets: 1000, seconds: 1 },
   });
@@ -82,4 +84,12 @@ t.test('startPrrRegistration from a prr.ini: host key made 0600, keys, store, a 
   t.match(JSON.parse(r.stdout), { subscriber: 'cpe1', shared_ipv4: '192.0.2.0', ports: '1024-2023', prr_ipv6: '2001:db8:ffff::1', lease_seconds: 86400, mtu: 1460 });
   t.equal(table.findSubscriber('cpe1').length, 1, 'bound in the running table');
   t.match(log.lines.join('\n'), /host key SHA256:/);
+});
+
+t.test('[registration] psid_length and psid_offset', async (t) => {
+  const base = '[prr]\nipv4 = 198.51.100.1\ntunnel_ipv6 = 2001:db8:ffff::1\nshared_ipv4 = 192.0.2.0/30\n[registration]\nenabled = true\n';
+  const { parsePrrConfig } = await import('../../common/config/prr.js');
+  t.match(parsePrrConfig(base + 'psid_length = 6\n', 'prr.ini').registration, { psid_length: 6, psid_offset: 6 });
+  t.throws(() => parsePrrConfig(base + 'psid_length = 6\npsid_offset = 0\n', 'prr.ini'), { message: /prr\.ini:\d+ \[registration\] psid_offset: 0 puts port 0 in a set/ });
+  t.throws(() => parsePrrConfig(base + 'psid_length = 12\npsid_offset = 6\n', 'prr.ini'), { message: /\[registration\] psid_length: psid_offset 6 \+ psid_length 12 is over 16 bits/ });
 });

@@ -42,7 +42,8 @@ t.test('register, sticky, move, renew, status, release; store survives reopen', 
   const r1 = runCommand(rig.registrar, pa, 'register --ipv6 2001:db8:1::1');
   t.equal(r1.exitCode, 0, r1.stderr);
   const l1 = JSON.parse(r1.stdout);
-  t.match(l1, { subscriber: 'cpe7', ipv6: '2001:db8:1::1', shared_ipv4: '192.0.2.1', ports: '1024-2023', prr_ipv6: '2001:db8:ffff::1', lease_seconds: 3600, mtu: 1460 });
+  t.match(l1, { subscriber: 'cpe7', ipv6: '2001:db8:1::1', shared_ipv4: '192.0.2.1', ports: '1024-2023', prr_ipv6: '2001:db8:ffff::1', mtu: 1460 });
+  t.ok(l1.lease_seconds >= 3599 && l1.lease_seconds <= 3600, `lease ${l1.lease_seconds} s (a second may tick between commit and reply)`);
   t.equal(rig.table.size, 1);
 
   const r2 = JSON.parse(runCommand(rig.registrar, pa, 'register --ipv6 2001:db8:1::2 --ports 3000').stdout);
@@ -139,5 +140,87 @@ t.test('expiry: the binding leaves the table, the set stays with the key; an una
   const back = JSON.parse(runCommand(rig.registrar, pa, 'renew').stdout);
   t.equal(back.ports, la.ports, 'a late renew gets the same set back');
   t.equal(rig.table.size, 1);
+  rig.store.close();
+});
+
+t.test('a store made before ipv6_hex: the column is added, old rows are parsed from their text', async (t) => {
+  const dir = tempDir('migrate');
+  const a = makeKey(dir, 'a');
+  const Database = (await import('better-sqlite3')).default;
+  const db = new Database(path.join(dir, 'registrations.db'));
+  db.exec(`CREATE TABLE bindings (fingerprint TEXT PRIMARY KEY, subscriber TEXT NOT NULL UNIQUE, ipv6 TEXT NOT NULL, ipv4 INTEGER NOT NULL,
+    ports TEXT NOT NULL, expires INTEGER NOT NULL, updated INTEGER NOT NULL) STRICT`);
+  db.prepare('INSERT INTO bindings VALUES (?, ?, ?, ?, ?, ?, 0)').run(fpOf(a.pub), 'old', '2001:db8:5::5', 0xc0000201, '3024-4023', 2e9);
+  db.close();
+  const rig = makeRig(dir, `name=old ${a.pub}\n`);
+  const id = rig.table.findSubscriber('old')[0]!;
+  t.ok(rig.table.ipv6Is(id, Buffer.from('20010db8000500000000000000000005', 'hex'), 0), 'the old row is in the table');
+  const pa: Peer = { fingerprint: fpOf(a.pub), address: 'test' };
+  t.equal(JSON.parse(runCommand(rig.registrar, pa, 'renew --ipv6 2001:db8:5::6').stdout).ports, '3024-4023', 'sticky');
+  rig.store.close();
+  const again = makeRig(dir, `name=old ${a.pub}\n`);
+  t.ok(again.table.ipv6Is(again.table.findSubscriber('old')[0]!, Buffer.from('20010db8000500000000000000000006', 'hex'), 0), 'rewritten with its hex form, read back');
+  again.store.close();
+});
+
+t.test('PSID policy: sets in PSID and range form, one address filled before the next, holes refilled first', async (t) => {
+  const dir = tempDir('psid');
+  const keys = Array.from({ length: 70 }, (_, i) => makeKey(dir, `k${i}`));
+  const rig = makeRig(dir, keys.map((k, i) => `name=c${i} ${k.pub}`).join('\n') + '\n', { policy: { psid: { k: 6, a: 6 } } });
+  const peer = (i: number): Peer => ({ fingerprint: fpOf(keys[i]!.pub), address: 'test' });
+  const reg = (i: number, extra = ''): Record<string, unknown> => {
+    const r = runCommand(rig.registrar, peer(i), `register --ipv6 2001:db8:${i + 1}::1${extra}`);
+    t.equal(r.exitCode, 0, r.stderr);
+    return JSON.parse(r.stdout);
+  };
+  const first = reg(0);
+  t.match(first, { shared_ipv4: '192.0.2.1', ports: 'psid:a=6/k=6/id=0', psid: { offset: 6, length: 6, value: 0 } });
+  const ranges = first['ranges'] as Array<[number, number]>;
+  t.equal(ranges.length, 63, 'range form: 63 runs (A = 1..63)');
+  t.same(ranges[0], [1024, 1039]);
+  t.same(ranges[62], [64512, 64527]);
+  t.equal(ranges.reduce((n, [a, b]) => n + b - a + 1, 0), 1008, '1008 ports');
+  t.match(reg(1, ' --ports 500'), { ports: 'psid:a=6/k=6/id=1' }, 'a smaller request takes one PSID set');
+  for (let i = 2; i < 64; i++) reg(i);
+  t.match(reg(64), { shared_ipv4: '192.0.2.2', ports: 'psid:a=6/k=6/id=0' }, 'the 65th opens the next address');
+  for (let i = 65; i < 68; i++) reg(i);
+  // Five CPEs on the first address leave; the next five fill their holes, not the second address.
+  for (const i of [3, 10, 20, 30, 40]) t.same(JSON.parse(runCommand(rig.registrar, peer(i), 'release').stdout).released, true);
+  t.equal(rig.registrar.allocator.usage(0xc0000201).free, 5);
+  for (const i of [3, 10, 20, 30, 40]) t.match(reg(i), { shared_ipv4: '192.0.2.1' }, `c${i} back on the first address`);
+  t.equal(rig.registrar.allocator.usage(0xc0000201).free, 0, 'first address full again');
+  t.equal(rig.registrar.allocator.usage(0xc0000202).allocated, 4, 'second address unchanged');
+  // A larger request than one PSID set: a shorter PSID, two adjacent slots, no overlap.
+  const big = reg(68, ' --ports 2000');
+  t.match(big, { shared_ipv4: '192.0.2.2', ports: 'psid:a=6/k=5/id=2', psid: { offset: 6, length: 5, value: 2 } }, 'slots 4 and 5 of the second address');
+  t.equal(parsePortSet(big['ports'] as string).size, 2016);
+  t.equal(rig.registrar.allocator.usage(0xc0000202).free, 58, 'two slots taken for it');
+  t.match(reg(69), { ports: 'psid:a=6/k=6/id=6' }, 'the next one-slot set follows it');
+  // The range form of a range set is one run.
+  const ranged = makeRig(tempDir('psidr'), `${keys[0]!.pub}\n`);
+  t.same(JSON.parse(runCommand(ranged.registrar, peer(0), 'register --ipv6 2001:db8::1').stdout).ranges, [[1024, 2023]]);
+  ranged.store.close();
+  rig.store.close();
+  // A restart reads the PSID sets back.
+  const again = makeRig(dir, keys.map((k, i) => `name=c${i} ${k.pub}`).join('\n') + '\n', { policy: { psid: { k: 6, a: 6 } } });
+  t.equal(again.table.size, 70);
+  t.equal(JSON.parse(runCommand(again.registrar, peer(0), 'status').stdout).ports, 'psid:a=6/k=6/id=0');
+  again.store.close();
+});
+
+t.test('a store with overlapping rows (damaged by hand): the second is not restored, and says so', async (t) => {
+  const dir = tempDir('overlap');
+  const store = new RegistrationStore(path.join(dir, 'registrations.db'));
+  const row = { ipv4: 0xc0000201, expires: 2e9 };
+  store.put({ ...row, fingerprint: 'SHA256:one', subscriber: 'one', ipv6: '2001:db8::1', ports: '1024-2023' });
+  store.put({ ...row, fingerprint: 'SHA256:two', subscriber: 'two', ipv6: '2001:db8::2', ports: '1500-1599' });
+  store.put({ ...row, fingerprint: 'SHA256:three', subscriber: 'three', ipv6: '2001:db8::3', ports: '2024-3023' });
+  store.close();
+  const rig = makeRig(dir, '');
+  t.equal(rig.table.size, 2, 'one and three');
+  t.same(rig.table.findSubscriber('two'), []);
+  t.equal(rig.table.lookupPort(0xc0000201, 1550), rig.table.findSubscriber('one')[0], 'the port stays with the first');
+  t.match(rig.log.lines.join('\n'), /registrations\.db: registration of two not restored: .*overlaps/);
+  t.equal(rig.registrar.registered, 2);
   rig.store.close();
 });

@@ -4,7 +4,8 @@
  * pinned and registers by itself, then its LAN reaches the Internet from a port of the leased set;
  * CPE 2 pins a wrong fingerprint: it is refused with a clear error and no binding is applied.
  * Then the PRR restarts under the agent, the operator changes the key's set (`prr subscribers
- * authorize --set`, applied at the CPE's next request: `smap register`) and releases it.
+ * authorize --set`, applied at the CPE's next request: `smap register`) and releases it; last, the
+ * CPE's WAN address changes and the agent registers the new one by itself.
  */
 import t from 'tap';
 import { join } from 'node:path';
@@ -128,6 +129,21 @@ t.test('smap run registers with the PRR over SSH', { skip: labUnavailableReason(
     t.equal((JSON.parse(reg.stdout) as SmapStatus).registration?.state, 'registered');
     const port = await waitFor('curl after registering anew', seenPort, 15_000, 500);
     t.ok(port >= 20000 && port <= 20999, `traffic again, from port ${port} of the key's set`);
+  });
+
+  await t.test('the WAN address changes: the agent registers the new one at once, the same set, traffic follows', async (t) => {
+    const before = (await status(cpe1)).binding;
+    cpe1.host.addAddress('wan', '2001:db8:1::9/64');
+    cpe1.host.run('ip', '-6', 'addr', 'del', `${cpe1.wan6}/64`, 'dev', 'wan');
+    const shown = await waitFor('the PRR has the new address', async () => {
+      const r = await l.cli(l.prr, 'prr', ['subscribers', 'show', 'cpe1', '--json', '--config', l.prrConfig]);
+      const j = r.code === 0 ? (JSON.parse(r.stdout) as { ipv6: string; ports: string }) : undefined;
+      return j?.ipv6 === '2001:db8:1::9' ? j : undefined;
+    }, 20_000, 250);
+    t.equal(shown.ports, before?.ports, 'the same set (sticky)');
+    t.equal((await status(cpe1)).wan.ipv6, '2001:db8:1::9', 'the agent follows its WAN address');
+    const port = await waitFor('curl from the new address', seenPort, 15_000, 500);
+    t.ok(parsePortSet(before!.ports).has(port), `traffic flows again, from port ${port} of the set`);
   });
 
   for (const cpe of [cpe1, cpe2]) cpe.agent?.kill('SIGTERM');
