@@ -99,3 +99,23 @@ export function usageReport(u: PortUsage): UsageReport {
   for (const [proto, n] of Object.entries(u.byProtocol)) if (proto !== 'tcp' && proto !== 'udp' && proto !== 'icmp') r.other += n;
   return r;
 }
+
+/**
+ * New flows conntrack refused since boot: the sum over CPUs of `insert_failed` in
+ * /proc/net/stat/nf_conntrack (per network namespace; hexadecimal columns, one row per CPU).
+ * On a CPE that is the NAT running out of ports: when every port of the set toward a destination
+ * is taken, the SNAT keeps a clashing tuple and the new flow's first packet is dropped at confirm.
+ * Undefined when the text has no such column (not that file).
+ */
+export function natFailures(statText: string): number | undefined {
+  const [header, ...rows] = statText.split('\n').filter((l) => l.trim() !== '');
+  const col = header?.trim().split(/\s+/).indexOf('insert_failed') ?? -1;
+  if (col < 0) return undefined;
+  let sum = 0;
+  for (const row of rows) {
+    const v = Number.parseInt(row.trim().split(/\s+/)[col] ?? '', 16);
+    if (Number.isNaN(v)) return undefined;
+    sum += v;
+  }
+  return sum;
+}

@@ -41,7 +41,7 @@ import { TUN_QUEUE } from '../common/native/ring.js';
 import { formatIpv6 } from '../common/native/addr6.js';
 import type { TunDevice, Tunnel6Socket } from '../common/native/types.js';
 import { TUNNEL_OVERHEAD } from '../common/codec/constants.js';
-import { flushCommands, natedFlows, portUsage, usageReport, type PortUsage } from './conntrack.js';
+import { flushCommands, natedFlows, natFailures, portUsage, usageReport, type PortUsage } from './conntrack.js';
 import { SmapCore, type SmapBinding } from './core.js';
 import { G, SmapCounters, type CounterSnapshot } from './counters.js';
 import { SmapDataplane } from './dataplane.js';
@@ -70,6 +70,8 @@ export interface SmapIo {
   conntrack(args: string[]): void;
   /** The conntrack table as text (/proc/net/nf_conntrack, or `conntrack -L`). */
   conntrackTable(): Promise<string>;
+  /** Conntrack's statistics (/proc/net/stat/nf_conntrack), for the flows it refused. */
+  conntrackStats?(): Promise<string>;
   readSysctl(key: string): string | undefined;
   /** Write a sysctl under /proc/sys (best effort). */
   sysctl(key: string, value: string): void;
@@ -98,6 +100,8 @@ export interface SmapStatus {
   lan: { interface: string; prefix: string };
   counters: CounterSnapshot;
   ports_in_use: PortUsage;
+  /** New flows conntrack refused since boot (insert_failed): the set ran out toward a destination. */
+  nat_failed: number | null;
   /** The FTP ALG ([nat] ftp), or null when it is off. */
   ftp_alg: FtpAlgSnapshot | null;
 }
@@ -234,6 +238,15 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
     if (snippetWritten && cfg.tunnel.dnsmasq_snippet !== undefined) io.removeFile(cfg.tunnel.dnsmasq_snippet);
   };
 
+  const natFailed = async (): Promise<number | undefined> => {
+    try {
+      return io.conntrackStats === undefined ? undefined : natFailures(await io.conntrackStats());
+    } catch (err) {
+      log.debug(`conntrack statistics: ${(err as Error).message}`);
+      return undefined;
+    }
+  };
+
   const status = async (): Promise<SmapStatus> => {
     let text = '';
     try {
@@ -276,6 +289,7 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
       lan: { interface: cfg.smap.lan_interface, prefix: String(lanPrefix) },
       counters: counters.snapshot(),
       ports_in_use: binding === undefined ? portUsage('', 0) : portUsage(text, binding.shared),
+      nat_failed: (await natFailed()) ?? null,
       ftp_alg: ftpAlg?.snapshot() ?? null,
     };
   };
@@ -544,7 +558,7 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
   // Metrics are not worth a CPE that does not forward: a listener that fails is a warning.
   let metrics: MetricsServer | undefined;
   if (cfg.metrics.enabled) {
-    const registry = smapRegistry({ counters, binding: () => binding ?? { shared: 0, ports: { size: 0 } as SmapBinding['ports'] }, tunnelMtu: () => mtu, conntrackTable: () => io.conntrackTable(), ftpAlg: () => ftpAlg?.snapshot() });
+    const registry = smapRegistry({ counters, binding: () => binding ?? { shared: 0, ports: { size: 0 } as SmapBinding['ports'] }, tunnelMtu: () => mtu, conntrackTable: () => io.conntrackTable(), natFailed, ftpAlg: () => ftpAlg?.snapshot() });
     if (registering) {
       smapRegistrationMetrics(registry, {
         state: () => regState,
@@ -632,6 +646,8 @@ function run(cmd: string, args: string[], input?: string): string {
 }
 
 const PROC_CONNTRACK = '/proc/net/nf_conntrack';
+/** World-readable, per network namespace. */
+const PROC_CONNTRACK_STAT = '/proc/net/stat/nf_conntrack';
 
 /** The SmapIo of a real host: the ip, nft and conntrack tools, /proc/sys. */
 export function systemIo(openTun: SmapIo['openTun'], openTunnel: SmapIo['openTunnel'], originalDst: (fd: number) => { address: string; port: number }): SmapIo {
@@ -672,6 +688,7 @@ export function systemIo(openTun: SmapIo['openTun'], openTunnel: SmapIo['openTun
       }
       return run('conntrack', ['-L', '-f', 'ipv4']);
     },
+    conntrackStats: () => readFile(PROC_CONNTRACK_STAT, 'utf8'),
     readSysctl(key) {
       try {
         return readFileSync(`/proc/sys/${key}`, 'utf8').trim();

@@ -37,6 +37,8 @@ export interface SmapMetricsSource {
   tunnelMtu(): number | undefined;
   /** The conntrack table as text (/proc/net/nf_conntrack or `conntrack -L`). */
   conntrackTable(): Promise<string>;
+  /** New flows conntrack refused since boot (insert_failed), when readable. */
+  natFailed?: () => Promise<number | undefined>;
   /** The FTP ALG's counters, when it runs. */
   ftpAlg?: () => FtpAlgSnapshot | undefined;
 }
@@ -174,6 +176,19 @@ export function smapRegistry(src: SmapMetricsSource, opts: SmapMetricsOptions = 
     },
   });
   for (const [name, help, slot] of SINGLE) scrapedCounter(registers, name, help, () => g[slot]!);
+  const natFailed = src.natFailed;
+  if (natFailed !== undefined) {
+    new Counter({
+      name: 'smap_nat_flows_failed_total',
+      help: 'New flows the NAT could not place in the port set: every port toward that destination taken (conntrack insert_failed)',
+      registers,
+      async collect() {
+        this.reset();
+        const n = await natFailed();
+        if (n !== undefined) this.inc(n);
+      },
+    });
+  }
   const ftp = src.ftpAlg;
   if (ftp !== undefined) {
     new Counter({

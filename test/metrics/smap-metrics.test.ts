@@ -19,7 +19,7 @@ const CONNTRACK = [
   'ipv4     2 udp      17 20 src=192.168.1.2 dst=192.168.1.1 sport=68 dport=67 src=192.168.1.1 dst=192.168.1.2 sport=67 dport=68 mark=0 use=1',
 ].join('\n');
 
-function world(opts: { conntrack?: () => Promise<string>; mtu?: number } = {}) {
+function world(opts: { conntrack?: () => Promise<string>; mtu?: number; natFailed?: () => Promise<number | undefined> } = {}) {
   const counters = new SmapCounters();
   let reads = 0;
   let clock = 5_000_000;
@@ -33,6 +33,7 @@ function world(opts: { conntrack?: () => Promise<string>; mtu?: number } = {}) {
         reads++;
         return (opts.conntrack ?? (() => Promise.resolve(CONNTRACK)))();
       },
+      ...(opts.natFailed === undefined ? {} : { natFailed: opts.natFailed }),
     },
     { now: () => clock },
   );
@@ -90,6 +91,15 @@ t.test('tunnel counters, drops by side and reason', async (t) => {
   t.equal(value(text, 'smap_drops_total', { side: 'tunnel', reason: 'not_from_prr' }), 6);
   t.equal(labelValues(text, 'smap_drops_total', 'reason').length, 2 * DROP_REASON_NAMES.length, 'every reason on both sides');
   t.equal(value(text, 'smap_tunnel_mtu_bytes'), 0, 'MTU 0 before the tunnel is up');
+});
+
+t.test('flows the NAT refused: smap_nat_flows_failed_total from conntrack, absent when unknown', async (t) => {
+  let n: number | undefined = 17;
+  const w = world({ natFailed: () => Promise.resolve(n) });
+  t.equal(value(await w.scrape(), 'smap_nat_flows_failed_total'), 17);
+  n = 20;
+  t.equal(value(await w.scrape(), 'smap_nat_flows_failed_total'), 20, 'follows the kernel count');
+  t.notMatch(await world().scrape(), /smap_nat_flows_failed_total/, 'no source: no family');
 });
 
 t.test('conntrack unreadable: no port series, smap_conntrack_up 0, the rest still served', async (t) => {

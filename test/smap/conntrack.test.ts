@@ -1,6 +1,7 @@
 import t from 'tap';
+import { existsSync, readFileSync } from 'node:fs';
 import { Ipv4Prefix } from '../../common/config/values.js';
-import { flushCommands, portUsage } from '../../smap/conntrack.js';
+import { flushCommands, natFailures, portUsage } from '../../smap/conntrack.js';
 
 const SHARED = 0xc0000264; // 192.0.2.100
 
@@ -33,4 +34,19 @@ t.test('flush: the LAN prefix, and whatever was NATed to the shared address', as
     ['-D', '-f', 'ipv4', '-q', '192.0.2.100'],
   ]);
   t.same(flushCommands(new Ipv4Prefix(0xc0a80100, 24), undefined), [['-D', '-f', 'ipv4', '-s', '192.168.1.0/24']]);
+});
+
+t.test('flows the NAT refused: insert_failed summed over the CPUs of /proc/net/stat/nf_conntrack', async (t) => {
+  const header = 'entries  clashres found new invalid ignore delete chainlength insert insert_failed drop early_drop icmp_error  expect_new expect_create expect_delete search_restart';
+  const row = (insertFailed: string): string => `0000000b  00000000 00000000 00000000 00000002 00000000 00000000 00000000 00000000 ${insertFailed} 00000000 00000000 00000000  00000000 00000000 00000000 00000000`;
+  t.equal(natFailures(`${header}\n${row('00000003')}\n${row('0000001a')}\n`), 29, 'hexadecimal, one row per CPU');
+  t.equal(natFailures(`${header}\n`), 0, 'no CPU rows: nothing refused');
+  t.equal(natFailures(`${header}\n${row('zz')}\n`), undefined, 'a bad value: unknown, not a guess');
+  t.equal(natFailures('something else\n1 2 3\n'), undefined, 'not that file');
+  t.equal(natFailures(''), undefined, 'empty');
+  // The real file parses, where conntrack is loaded (always in the lab tests, which use it).
+  if (existsSync('/proc/net/stat/nf_conntrack')) {
+    const real = natFailures(readFileSync('/proc/net/stat/nf_conntrack', 'utf8'));
+    t.ok(real !== undefined && real >= 0, `this host's file: ${real}`);
+  }
 });

@@ -158,6 +158,8 @@ t.test('two CPEs share one IPv4 address through the PRR', { skip: labUnavailable
     const peers = JSON.parse((await l.inet.exec('curl', ['-sS', `http://${INET}/peers?port=7002`])).stdout) as Array<{ addr: string; port: number }>;
     t.same(peers.map((p) => p.port).sort(), Array.from({ length: 10 }, (_, i) => 20000 + i), 'the server sees exactly ports 20000-20009');
     t.same((await status(cpe2)).counters.drops_out, {}, 'nothing escaped the set toward the PRR');
+    const failed = (await status(cpe2)).nat_failed;
+    t.ok(failed !== null && failed >= 1, `the NAT's refusals of the 11th are counted (nat_failed ${failed})`);
     c.stdin?.end();
     await exit;
   });
