@@ -105,6 +105,12 @@ export function newVerdict(): Verdict {
 export interface CoreOptions {
   /** The kernel routes IPv4 on both sides of the TUN and handles TTL there (default true). */
   ttlByKernel?: boolean;
+  /**
+   * IPv4 toward the Internet leaves through a raw socket ([prr] ipv4_output = raw), not forwarded
+   * by the kernel from the TUN: the core is then that hop, decrementing TTL and answering its
+   * expiry with Time Exceeded to the CPE (default false).
+   */
+  ttlToInternet?: boolean;
   /** Milliseconds clock for the ICMP rate limits (default performance.now). */
   now?: () => number;
   /** Hop TTL of the ICMPv4 errors the PRR originates. */
@@ -155,6 +161,7 @@ export class PrrCore {
   private readonly icmp = newIcmp4Header();
   private readonly scratch = Buffer.alloc(2048);
   private readonly ttlByKernel: boolean;
+  private readonly ttlToInternet: boolean;
   private readonly icmpTtl: number;
   private readonly defaultMtu: number;
   private readonly limit4: RateLimit;
@@ -172,6 +179,7 @@ export class PrrCore {
     opts: CoreOptions = {},
   ) {
     this.ttlByKernel = opts.ttlByKernel ?? true;
+    this.ttlToInternet = opts.ttlToInternet ?? false;
     this.icmpTtl = opts.icmpTtl ?? 64;
     this.defaultMtu = opts.tunnelMtu ?? policy.internal.mtu - TUNNEL_OVERHEAD;
     const now = opts.now ?? (() => performance.now());
@@ -279,6 +287,10 @@ export class PrrCore {
       return this.icmp6ToCpe(v, Drop.wrong_endpoint, src6, srcOff, dst6, dstOff, buf, off, ip.totalLen);
     }
     if (!t.isShared(ip.dst)) {
+      if (this.ttlToInternet) {
+        if (ip.ttl <= 1) return this.icmpToCpe(v, Drop.ttl_expired, id, ip, ICMP4_TIME_EXCEEDED, ICMP4_TTL_EXCEEDED_TRANSIT, 0, buf, off, end, true);
+        ipv4DecrementTtl(buf, off);
+      }
       v.action = Action.ToInternet;
       setPacket(v, buf, off, ip.totalLen);
       return;
@@ -409,9 +421,9 @@ export class PrrCore {
   }
 
   /** Drop with `reason`, and send an ICMPv4 error through the tunnel to binding `to`. */
-  private icmpToCpe(v: Verdict, reason: number, to: number, ip: Ipv4Header, type: number, code: number, rest: number, buf: Buffer, off: number, end: number): void {
+  private icmpToCpe(v: Verdict, reason: number, to: number, ip: Ipv4Header, type: number, code: number, rest: number, buf: Buffer, off: number, end: number, sourceValidated = false): void {
     v.reason = reason;
-    if (!this.mayAnswer(ip, buf, off, end)) return;
+    if (!this.mayAnswer(ip, buf, off, end, sourceValidated)) return;
     if (!this.policy.internal.generateIcmpErrors) {
       this.events.icmpSuppressed++;
       return;
@@ -468,11 +480,12 @@ export class PrrCore {
   }
 
   /** RFC 1812 §4.3.2.7: no ICMP error about an ICMP error, a non-first fragment, or to a non-unicast source. */
-  private mayAnswer(ip: Ipv4Header, buf: Buffer, off: number, end: number): boolean {
+  private mayAnswer(ip: Ipv4Header, buf: Buffer, off: number, end: number, sourceValidated = false): boolean {
     if (ip.fragOff !== 0) return false;
     const s = ip.src >>> 24;
     if (ip.src === 0 || s === 127 || s >= 224) return false;
-    if (this.table.isShared(ip.src) && !this.table.isShared(ip.dst)) return false; // from the Internet, claiming to be a customer
+    // From the Internet, claiming to be a customer (not so when the tunnel's source validation passed).
+    if (!sourceValidated && this.table.isShared(ip.src) && !this.table.isShared(ip.dst)) return false;
     if (ip.proto === PROTO_ICMP) {
       const l4 = off + ip.hlen;
       if (l4 + 1 > end) return false;

@@ -142,7 +142,7 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
     throw err;
   }
 
-  const core = new PrrCore(table, model.policy, { tunnelMtu: model.tunnelMtu });
+  const core = new PrrCore(table, model.policy, { tunnelMtu: model.tunnelMtu, ttlToInternet: model.ipv4Output === 'raw' });
   const dataplane = new PrrDataplane(core, counters, tun, tunnel, {
     log,
     onPmtu: (id, mtu) => log.info(`path MTU toward ${table.subscriberOf(id)} lowered: tunnel MTU ${mtu}`),
