@@ -24,11 +24,11 @@
  * not known to the allocator: a set found taken in the table is set aside and the next is tried.
  */
 import { PortAllocator } from '../common/allocator.js';
-import { PoolExhaustedError, PortSetError } from '../common/errors.js';
+import { ConfigError, PoolExhaustedError, PortSetError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { FIRST_USER_PORT, MAX_PORT, parsePortSet, PortRange, type PortSet } from '../common/portset.js';
 import { ipv4ToString } from '../common/codec/ipv4.js';
-import { ipv6ToString, parseIpv6OrThrow } from '../common/codec/ipv6.js';
+import { ipv6ToString, parseIpv6Into, parseIpv6OrThrow } from '../common/codec/ipv6.js';
 import {
   EXIT_EXHAUSTED, EXIT_INTERNAL, EXIT_REFUSED, ProtocolError,
   type LeaseReply, type Peer, type RegisterRequest, type RegistrationService, type ReleaseReply,
@@ -92,12 +92,14 @@ export class Registrar implements RegistrationService {
     }
     let loaded = 0;
     let skipped = 0;
+    const ipv6 = Buffer.alloc(16); // reused: the table copies it (no malloc per row)
     for (const row of this.d.store.rows()) {
       try {
         const set = parsePortSet(row.ports, { allowSystemPorts: true });
         this.allocator.reserve(row.ipv4, set);
         try {
-          this.ids.set(row.fingerprint, t.add({ subscriber: row.subscriber, ipv6: parseIpv6OrThrow(row.ipv6), ipv4: row.ipv4, ports: set }));
+          if (!parseIpv6Into(row.ipv6, ipv6, 0)) throw new ConfigError(`not an IPv6 address: "${row.ipv6}"`);
+          this.ids.set(row.fingerprint, t.add({ subscriber: row.subscriber, ipv6, ipv4: row.ipv4, ports: set }));
         } catch (err) {
           this.allocator.release(row.ipv4, set);
           throw err;
