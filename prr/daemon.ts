@@ -26,7 +26,6 @@ import { PrrCounters } from './counters.js';
 import { PrrDataplane } from './dataplane.js';
 import { prrRegistry } from './metrics.js';
 import { serveMetrics, type MetricsServer } from '../common/metrics-server.js';
-import { collectGarbage } from '../common/gc.js';
 import { loadPrrModel, type PrrModel } from './model.js';
 import type { StaticBinding } from './policy.js';
 
@@ -93,9 +92,6 @@ export function ipv4ForwardingOn(): boolean {
 function addStatic(table: BindingTable, b: StaticBinding): number {
   return table.add({ subscriber: b.subscriber, ipv6: b.ipv6, ipv4: b.ipv4, ports: b.ports, br: b.br });
 }
-
-/** Bindings from which a load is worth a full garbage collection right after (common/gc.ts). */
-const BIG_LOAD = 10_000;
 
 export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise<Prr> {
   if (readSysctl('net/ipv4/conf/all/rp_filter') !== '0') {
@@ -196,9 +192,6 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
   // The table holds the bindings now; do not keep a second copy of a million of them alive.
   const kept: PrrModel = { ...model, bindings: [] };
   model = kept; // the closures above and below see the copy without the bindings
-  // Loading a big table leaves its garbage (parsed config, store rows) behind: free it now, not
-  // at some GC much later, so the PRR runs at the table's size and not at the load's peak.
-  if (table.size >= BIG_LOAD) collectGarbage();
   return {
     model: kept,
     table,
