@@ -129,8 +129,8 @@ export async function main(args: string[]): Promise<void> {
   const gens: Gen[] = [];
   try {
     process.stderr.write(`bench metrics: two PRRs with ${nBind} bindings (ports_active on, off) ...\n`);
-    const on = await buildPrr(lab, 'a', nBind, dir, false, '\n[metrics]\nports_active = on\n');
-    const off = await buildPrr(lab, 'b', nBind, dir, false, '\n[metrics]\nports_active = off\n');
+    const on = await buildPrr(lab, 'a', nBind, dir, false, { extraIni: '\n[metrics]\nports_active = on\n' });
+    const off = await buildPrr(lab, 'b', nBind, dir, false, { extraIni: '\n[metrics]\nports_active = off\n' });
     const sides = { on, off };
     const gen = {} as Record<'on' | 'off', Gen>;
     for (const k of ['on', 'off'] as const) {

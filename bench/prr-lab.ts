@@ -6,6 +6,7 @@
  *   tayga   tgen 2001:db8:6::2 ── tayga (NAT64, 2001:db8:64::/96) ── tsink 198.51.100.2
  *   prr     plan 192.168.1.2 ── pcpe (SNAT + pipe forwarder) ══ pprr (the PRR) ── pinet 198.51.100.2
  *   prr 1M  qcpe ══ qprr (the PRR, 1,000,000 bindings) ── qinet 198.51.100.2
+ *   prr tun rcpe ══ rprr (the PRR, 10 bindings, ipv4_output = tun) ── rinet 198.51.100.2
  *
  * Every generator namespace holds a TUN `gen0` that bench/prr-gen.ts writes packets into; its
  * kernel routes them to the hop under test. Every sink counts generated packets (UDP port 9) in
@@ -133,7 +134,7 @@ export interface PrrSide extends Contender {
  * namespace `<x>cpe`, the Internet `<x>inet`. With `lan`, a LAN host `<x>lan` behind the CPE,
  * SNATed by nftables into the CPE's port range and carried by the test-only pipe forwarder.
  */
-export async function buildPrr(lab: Lab, x: string, bindings: number, dir: string, lan: boolean, extraIni = ''): Promise<PrrSide> {
+export async function buildPrr(lab: Lab, x: string, bindings: number, dir: string, lan: boolean, opts: { extraIni?: string; ipv4Output?: 'raw' | 'tun' } = {}): Promise<PrrSide> {
   const cpe = lab.host(`${x}cpe`);
   const prrHost = lab.host(`${x}prr`);
   const inet = lab.host(`${x}inet`);
@@ -152,7 +153,7 @@ export async function buildPrr(lab: Lab, x: string, bindings: number, dir: strin
   mkdirSync(sub, { recursive: true });
   const ini = join(sub, 'prr.ini');
   const control = join(sub, 'control.sock');
-  writeFileSync(ini, prrIni(bindings, control) + extraIni);
+  writeFileSync(ini, prrIni(bindings, control, opts.ipv4Output) + (opts.extraIni ?? ''));
   const t0 = performance.now();
   const prr = prrHost.spawn(process.execPath, [distPath('prr/cli.js'), 'run', '--config', ini], { stdio: ['ignore', 'pipe', 'pipe'] });
   const io = collect(prr);

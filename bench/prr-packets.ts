@@ -49,13 +49,14 @@ export function genPorts(i: number): string {
 }
 
 /** prr.ini text with the real CPE and `total - 1` generated bindings. */
-export function prrIni(total: number, controlSocket: string): string {
+export function prrIni(total: number, controlSocket: string, ipv4Output: 'raw' | 'tun' = 'raw'): string {
   if (total - 1 > MAX_GENERATED) throw new Error(`at most ${MAX_GENERATED + 1} bench bindings`);
   const parts = [
     `[prr]
 ipv4 = 198.51.100.1
 tunnel_ipv6 = ${BR6}
 tun = prr0
+ipv4_output = ${ipv4Output}
 shared_ipv4 = 192.0.2.0/24, 203.0.113.0/24
 control_socket = ${controlSocket}
 log_level = warn

@@ -13,8 +13,10 @@
  *     shared 2-core host the rate at no drop mostly measures how long other users keep the hop
  *     off the CPU (see the "waiting" figures in the notes); CPU per packet is the steadier figure;
  *   - scale: the same single-hop figures through a second PRR holding 1,000,000 bindings
- *     (traffic spread over 65,536 of them), its config load time and memory, control-socket
- *     bind rate.
+ *     (traffic spread over 65,536 of them), its config load time and memory (after load and at
+ *     the end of the run), control-socket bind rate;
+ *   - output: the same single hop through a third PRR with `ipv4_output = tun` (one TUN write()
+ *     per packet, the kernel forwards) beside the default raw socket output (sendmmsg per batch).
  *
  * Flags: --quick (1 repetition, shorter trials), --bindings N (default 1000000),
  * --tayga-txqueuelen N (default 10000; 500 is the kernel's default for a TUN).
@@ -35,7 +37,7 @@ import { kernelPackets, prrPackets, spread, taygaPackets, writePacketFile } from
 const DISTINCT = 65_536; // distinct packets per generator (distinct bindings for the PRRs)
 const LOSS = 0.1; // percent: "no drop"
 const FIXED_PPS = 30_000; // offered rate of the CPU-per-packet trials
-type Who = 'prr' | 'prr1m' | 'tayga' | 'kernel';
+type Who = 'prr' | 'prrtun' | 'prr1m' | 'tayga' | 'kernel';
 
 function flag(args: string[], name: string): string | undefined {
   const i = args.indexOf(name);
@@ -95,12 +97,15 @@ export async function main(args: string[]): Promise<void> {
     process.stderr.write(`bench prr: loaded in ${(big.loadMs / 1000).toFixed(1)} s, RSS ${memBig.rss.toFixed(0)} MB\n`);
     const small = await buildPrr(lab, 'p', 10, dir, true);
     const memSmall = memoryMb(small.prr.pid!);
+    // The same PRR sending decapsulated IPv4 the old way, one TUN write() per packet (single hop only).
+    const tunOut = await buildPrr(lab, 'r', 10, dir, false, { ipv4Output: 'tun' });
     const kernel = buildKernel(lab);
     const tayga = await buildTayga(lab, dir, taygaQlen);
-    const sides: Record<Who, Contender> = { prr: small, prr1m: big, tayga, kernel };
+    const sides: Record<Who, Contender> = { prr: small, prrtun: tunOut, prr1m: big, tayga, kernel };
 
     const files: Record<Who, Buffer[]> = {
       prr: prrPackets(DISTINCT, spread(9)),
+      prrtun: prrPackets(DISTINCT, spread(9)),
       prr1m: prrPackets(DISTINCT, spread(nBig - 1)),
       tayga: taygaPackets(DISTINCT, TAYGA_GEN6, TAYGA_DST6),
       kernel: kernelPackets(DISTINCT),
@@ -138,9 +143,9 @@ export async function main(args: string[]): Promise<void> {
 
     // Single hop, small packets, through the same generator: medians of `reps` searches.
     process.stderr.write('bench prr: single-hop rate searches ...\n');
-    const hop: Who[] = ['kernel', 'tayga', 'prr', 'prr1m'];
-    const rates: Record<Who, Array<number | null>> = { kernel: [], tayga: [], prr: [], prr1m: [] };
-    const limited: Record<Who, boolean[]> = { kernel: [], tayga: [], prr: [], prr1m: [] };
+    const hop: Who[] = ['kernel', 'tayga', 'prr', 'prrtun', 'prr1m'];
+    const rates: Record<Who, Array<number | null>> = { kernel: [], tayga: [], prr: [], prrtun: [], prr1m: [] };
+    const limited: Record<Who, boolean[]> = { kernel: [], tayga: [], prr: [], prrtun: [], prr1m: [] };
     const hopTrials: Record<string, Trial[]> = {};
     for (let r = 0; r < reps; r++) {
       const searches = Object.fromEntries(hop.map((w) => [w, r === 0 ? new NoDropSearch(25_000) : new NoDropSearch(0.6 * (rates[w][0] ?? 41_667), 4)])) as Record<Who, NoDropSearch>;
@@ -155,8 +160,8 @@ export async function main(args: string[]): Promise<void> {
 
     // CPU per packet at a fixed rate (robust to the host's other users), interleaved repetitions.
     process.stderr.write('bench prr: CPU per packet ...\n');
-    const dutPid = (w: Who): number | undefined => (w === 'tayga' ? tayga.tayga.pid : w === 'kernel' ? undefined : (w === 'prr' ? small : big).prr.pid);
-    const perPkt: Record<Who, Array<{ us: number; genUs: number; loss: number }>> = { kernel: [], tayga: [], prr: [], prr1m: [] };
+    const dutPid = (w: Who): number | undefined => (w === 'tayga' ? tayga.tayga.pid : w === 'kernel' ? undefined : (w === 'prr' ? small : w === 'prrtun' ? tunOut : big).prr.pid);
+    const perPkt: Record<Who, Array<{ us: number; genUs: number; loss: number }>> = { kernel: [], tayga: [], prr: [], prrtun: [], prr1m: [] };
     for (let r = 0; r < reps; r++) {
       for (const w of hop) perPkt[w].push(await cpuPerPacket(dutPid(w), gen[w], sides[w].sink, FIXED_PPS, quick ? 1 : 2));
     }
@@ -177,7 +182,8 @@ export async function main(args: string[]): Promise<void> {
     await lockstep(udpSearch, (w, pps) => iperfUdpTrial(sides[w].client, sides[w].target, pps, iperfSec, LOSS));
 
     const stats: Record<string, unknown> = {};
-    for (const [w, s] of [['prr', small], ['prr1m', big]] as const) {
+    const memBigAfter = memoryMb(big.prr.pid!);
+    for (const [w, s] of [['prr', small], ['prrtun', tunOut], ['prr1m', big]] as const) {
       const st = await controlRequest(s.control, { cmd: 'stats' });
       const drops = (d: unknown): Record<string, number> => Object.fromEntries(Object.entries((d ?? {}) as Record<string, number>).filter(([, v]) => v > 0));
       stats[w] = { bindings: st['bindings'], global: drops(st['global']), drops6: drops(st['drops6']), drops4: drops(st['drops4']) };
@@ -194,6 +200,9 @@ export async function main(args: string[]): Promise<void> {
       { metric: 'e2e iperf3 TCP throughput, 1 stream', unit: 'bit/s', values: v3((w) => median(tcp[w]!)) },
       { metric: 'e2e ping RTT', unit: 'ms', values: v3((w) => median(rtt[w]!)) },
       { metric: 'PRR single hop, 10 bindings', unit: 'pps', values: { prr: hopRate.prr } },
+      { metric: 'PRR single hop, 10 bindings, ipv4_output = tun', unit: 'pps', values: { prr: hopRate.prrtun } },
+      { metric: 'PRR rate raw/tun output', unit: 'x', values: { prr: ratioN(hopRate.prr, hopRate.prrtun) } },
+      { metric: 'PRR CPU per packet, ipv4_output = tun', unit: 'us', values: { prr: usPer('prrtun') } },
       { metric: `PRR single hop, ${nBig} bindings`, unit: 'pps', values: { prr: hopRate.prr1m } },
       { metric: `PRR rate ${nBig}/10 bindings`, unit: 'x', values: { prr: ratioN(hopRate.prr1m, hopRate.prr) } },
       { metric: 'PRR CPU per packet, 10 bindings', unit: 'us', values: { prr: usPer('prr') } },
@@ -203,12 +212,15 @@ export async function main(args: string[]): Promise<void> {
       { metric: `PRR load to forwarding, ${nBig} bindings`, unit: 's', values: { prr: big.loadMs / 1000 } },
       { metric: 'PRR RSS, 10 bindings', unit: 'MB', values: { prr: memSmall.rss } },
       { metric: `PRR RSS after load, ${nBig} bindings`, unit: 'MB', values: { prr: memBig.rss } },
-      { metric: `PRR peak RSS (VmHWM), ${nBig} bindings`, unit: 'MB', values: { prr: memBig.peak } },
+      { metric: `PRR RSS at the end of the run, ${nBig} bindings`, unit: 'MB', values: { prr: memBigAfter.rss } },
+      { metric: `PRR peak RSS (VmHWM), ${nBig} bindings`, unit: 'MB', values: { prr: memBigAfter.peak } },
       { metric: 'PRR control bind rate, 10 bindings', unit: 'binds/s', values: { prr: bind10 } },
       { metric: `PRR control bind rate, ${nBig} bindings`, unit: 'binds/s', values: { prr: bindBig } },
     ];
     const ratio = (a: number | null, b: number | null): string => (a !== null && b !== null && b > 0 ? (a / b).toFixed(3) : 'n/a');
     notes.push(
+      `load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} (2 cores shared with other users: compare the ratios)`,
+      'prr = ipv4_output raw (decapsulated IPv4 out through a raw socket, one sendmmsg per batch); the 10-binding "tun" PRR writes each packet to its TUN (the kernel forwards it), single hop only',
       `prr/kernel: single hop ${ratio(hopRate.prr, hopRate.kernel)}, iperf3 UDP ${ratio(udpSearch.prr.result, udpSearch.kernel.result)}, TCP ${ratio(median(tcp['prr']!), median(tcp['kernel']!))}`,
       `no drop = loss <= ${LOSS}% and the source really offered the rate (>= 95% generator, >= 90% iperf3); single-hop trials ${trialSec} s, iperf3 UDP ${iperfSec} s, TCP ${tcpSec} s; ${reps} repetition(s), medians`,
       'single hop: generator TUN -> kernel routing in the source netns -> hop under test -> IPv4 sink (nftables counter, drop at prerouting). Packets: IPv4-in-IPv6 (prr, 132 B), IPv6 UDP (tayga, 112 B), IPv4 UDP (kernel, 92 B)',

@@ -94,7 +94,9 @@ export class BindingTable {
   private readonly addrs = new Map<number, AddrPorts>();
   /** Subscriber name -> binding id (one binding, the usual case) or ids (several port sets). */
   private readonly byName = new Map<string, number | number[]>();
-  private fine: Int32Array[] = [];
+  // Fine tables, BLOCK entries each, in one array (a typed array each cost ~3x its 256 bytes).
+  private fine = new Int32Array(BLOCK * 64);
+  private nFine = 0;
   private freeFine: number[] = [];
 
   // IPv6 index: open addressing, linear probing; slot holds id + 1, 0 empty, -1 deleted.
@@ -137,7 +139,7 @@ export class BindingTable {
     }
     const c = e.coarse![port >>> BLOCK_SHIFT]!;
     if (c >= NO_BINDING) return c;
-    return this.fine[-3 - c]![port & (BLOCK - 1)]!;
+    return this.fine[(-3 - c) * BLOCK + (port & (BLOCK - 1))]!;
   }
 
   /** Is this one of the addresses that bindings use? */
@@ -481,15 +483,19 @@ export class BindingTable {
         continue;
       }
       // Part of a block: use (or make) its fine table.
-      let f: Int32Array;
-      if (c < NO_BINDING) f = this.fine[-3 - c]!;
+      let idx: number;
+      if (c < NO_BINDING) idx = -3 - c;
       else {
-        const idx = this.freeFine.length > 0 ? this.freeFine.pop()! : this.fine.length;
-        f = this.fine[idx] ?? new Int32Array(BLOCK);
-        this.fine[idx] = f;
-        f.fill(c);
+        idx = this.freeFine.length > 0 ? this.freeFine.pop()! : this.nFine++;
+        if ((idx + 1) * BLOCK > this.fine.length) {
+          const grown = new Int32Array(this.fine.length * 2);
+          grown.set(this.fine);
+          this.fine = grown;
+        }
+        this.fine.fill(c, idx * BLOCK, (idx + 1) * BLOCK);
         coarse[blk] = -3 - idx;
       }
+      const f = this.fine.subarray(idx * BLOCK, (idx + 1) * BLOCK);
       const end = Math.min(last, blkLast);
       for (let q = p; q <= end; q++) if (only === undefined || f[q & (BLOCK - 1)] === only) f[q & (BLOCK - 1)] = id;
       // A fine table whose 64 entries agree folds back into the coarse entry.
@@ -508,7 +514,7 @@ export class BindingTable {
   bytes(): number {
     let n = this.live.byteLength + this.rec8.byteLength + this.h6.byteLength;
     for (const e of this.addrs.values()) n += (e.coarse?.byteLength ?? 0) + (e.psidIds?.byteLength ?? 0);
-    for (const f of this.fine) n += f.byteLength;
+    n += this.fine.byteLength;
     return n;
   }
 }

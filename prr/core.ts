@@ -108,6 +108,12 @@ export function newVerdict(): Verdict {
 export interface CoreOptions {
   /** The kernel routes IPv4 on both sides of the TUN and handles TTL there (default true). */
   ttlByKernel?: boolean;
+  /**
+   * IPv4 toward the Internet leaves through a raw socket ([prr] ipv4_output = raw), not forwarded
+   * by the kernel from the TUN: the core is then that hop, decrementing TTL and answering its
+   * expiry with Time Exceeded to the CPE (default false).
+   */
+  ttlToInternet?: boolean;
   /** Milliseconds clock for the ICMP rate limits (default performance.now). */
   now?: () => number;
   /** Hop TTL of the ICMPv4 errors the PRR originates. */
@@ -173,6 +179,7 @@ export class PrrCore {
   private readonly icmp = newIcmp4Header();
   private readonly scratch = Buffer.alloc(2048);
   private readonly ttlByKernel: boolean;
+  private readonly ttlToInternet: boolean;
   private readonly icmpTtl: number;
   private readonly defaultMtu: number;
   private readonly limit4: RateLimit;
@@ -203,6 +210,7 @@ export class PrrCore {
     opts: CoreOptions = {},
   ) {
     this.ttlByKernel = opts.ttlByKernel ?? true;
+    this.ttlToInternet = opts.ttlToInternet ?? false;
     this.icmpTtl = opts.icmpTtl ?? 64;
     this.defaultMtu = opts.tunnelMtu ?? policy.internal.mtu - TUNNEL_OVERHEAD;
     const now = opts.now ?? (() => performance.now());
@@ -355,9 +363,11 @@ export class PrrCore {
       // The last hop's TTL: answered here, under [internal] icmp_rate_limit, not by the kernel,
       // whose per-destination limit (icmp_ratelimit: a burst of 6, then 1/s) would count every
       // customer of a shared address as one peer: traceroutes from two CPEs lose the PRR's hop.
-      if (this.ttlByKernel && ip.ttl <= 1) {
+      // With raw IPv4 output (ttlToInternet) the PRR is that hop and decrements TTL itself.
+      if ((this.ttlByKernel || this.ttlToInternet) && ip.ttl <= 1) {
         return this.icmpToCpe(v, Drop.ttl_expired, id, ip, ICMP4_TIME_EXCEEDED, ICMP4_TTL_EXCEEDED_TRANSIT, 0, buf, off, end);
       }
+      if (this.ttlToInternet) ipv4DecrementTtl(buf, off);
       v.action = Action.ToInternet;
       setPacket(v, buf, off, ip.totalLen);
       return;

@@ -147,6 +147,7 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
   const core = new PrrCore(table, model.policy, {
     tunnelMtu: model.tunnelMtu,
     pmtuTimeoutMs: model.pmtuTimeout * 1000,
+    ttlToInternet: model.ipv4Output === 'raw',
     onPmtuRaised: (id, mtu) => log.info(`path MTU toward ${table.subscriberOf(id)}: ${model.pmtuTimeout} s since the last Packet Too Big, trying tunnel MTU ${mtu} again`),
   });
   // Ports active: only when something reads it (the metrics), and not when turned off.

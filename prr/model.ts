@@ -15,6 +15,7 @@ import { readFileSync } from 'node:fs';
 import { brIndexOf, parsePrrConfig, tunnelMtuOf, type PerSubscriber, type PrrConfig } from '../common/config/prr.js';
 import type { LOG_LEVELS } from '../common/config/schema.js';
 import { formatIpv4, ipv6Bytes, type HostPort, type Ipv4Prefix } from '../common/config/values.js';
+import { parseIpv6Into } from '../common/codec/ipv6.js';
 import { ConfigError } from '../common/errors.js';
 import { LEGACY_KEYS, legacyLineKey, looksLikeLegacyKey, parseLegacy, type LegacyConfig } from './legacy.js';
 import type { PrrPolicy, SidePolicy, StaticBinding } from './policy.js';
@@ -104,13 +105,13 @@ export function detectFormat(text: string, file: string): ConfigSource {
 /** The model of a loaded prr.ini (or of the prr.ini a flat file stands for). */
 export function modelFromConfig(cfg: PrrConfig, source: ConfigSource, file: string): PrrModel {
   const brAddresses = cfg.prr.tunnel_ipv6.map((a) => ipv6Bytes(a));
-  // One slab for every CPE address: a Buffer of its own each costs ~10x its 16 bytes, which a
-  // million static bindings feel.
+  // One slab for every CPE address: a Buffer of its own each costs ~10x its 16 bytes (and a
+  // malloc that, freed, fragments the C heap for good), which a million static bindings feel.
   const slab = Buffer.allocUnsafe(16 * cfg.subscriber.size);
   const bindings: StaticBinding[] = [];
   for (const [name, sub] of cfg.subscriber) {
     const at = 16 * bindings.length;
-    ipv6Bytes(sub.ipv6).copy(slab, at);
+    if (!parseIpv6Into(sub.ipv6, slab, at)) throw new ConfigError(`not an IPv6 address: "${sub.ipv6}"`, { file, section: `subscriber.${name}`, key: 'ipv6' });
     bindings.push({ subscriber: name, ipv6: slab.subarray(at, at + 16), ipv4: sub.shared_ipv4, ports: sub.ports, br: brIndexOf(cfg, sub.br) });
   }
   return {

@@ -12,8 +12,11 @@ import { loadPrrModel } from './model.js';
 import { authorizeFile } from './authorize.js';
 import { loadPrrConfig } from '../common/config/prr.js';
 import { existsSync, readFileSync } from 'node:fs';
+import { collectGarbage } from '../common/gc.js';
 
 export const DEFAULT_CONFIG = '/etc/prr/prr.ini';
+/** Bindings from which a load is worth a full garbage collection right after (common/gc.ts). */
+const BIG_LOAD = 10_000;
 
 /** Load and start; the loaded model (with every static binding) dies with this frame. */
 async function start(file: string): Promise<{ prr: Prr; log: Logger }> {
@@ -37,6 +40,9 @@ export function runVerb(program: Command, io: CliIo): void {
     .option('-c, --config <file>', 'config file (prr.ini or the 2010 flat file)', DEFAULT_CONFIG)
     .action(async (opts: { config: string }) => {
       const { prr, log } = await start(opts.config);
+      // The loaded model died with start()'s frame: collect it and the rest of the load's garbage
+      // (config text, store rows) now, or RSS stays at the load's peak for as long as the PRR runs.
+      if (prr.table.size >= BIG_LOAD) collectGarbage();
       const model = prr.model; // without the static bindings: the table holds them
       io.out(`prr: running (${model.file}, ${prr.table.size} bindings)\n`);
       await new Promise<void>((resolve) => {

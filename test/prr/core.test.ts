@@ -681,6 +681,28 @@ t.test('hairpinning: TTL expiry and MTU answer the sending customer', async (t) 
   t.equal(fromTunnel(lab, CPE1, noDf).action, Action.ToCpe, 'without DF: forwarded');
 });
 
+t.test('CPE -> Internet with ttlToInternet (raw IPv4 output): the core is the IPv4 hop', async (t) => {
+  const lab = makeLab({ core: { ttlToInternet: true } });
+  for (const ttl of [64, 2]) {
+    const pkt = udp4({ src: SHARED, dst: INET, sport: 10500, dport: 53, ttl });
+    const v = fromTunnel(lab, CPE1, pkt);
+    t.equal(v.action, Action.ToInternet, `ttl ${ttl}: forwarded`);
+    const o = out(v);
+    const ip = readIpv4(o, 0, o.length);
+    t.equal(ip.ttl, ttl - 1, `ttl ${ttl}: decremented`);
+    t.ok(ip.headerOk, `ttl ${ttl}: header checksum still valid`);
+  }
+  const pkt = udp4({ src: SHARED, dst: INET, sport: 10500, dport: 53, ttl: 1 });
+  const v = fromTunnel(lab, CPE1, pkt);
+  t.equal(reasonName(v), 'ttl_expired', 'ttl 1: ttl_expired');
+  isIcmpError(t, v, Action.ToCpe, SHARED, ICMP4_TIME_EXCEEDED, 0, pkt, 'ttl 1');
+  t.equal(v.to, lab.cpe1, 'time exceeded goes back to the sending CPE');
+
+  const kernel = makeLab();
+  const o = out(fromTunnel(kernel, CPE1, udp4({ src: SHARED, dst: INET, sport: 10500, dport: 53, ttl: 1 })));
+  t.equal(readIpv4(o, 0, o.length).ttl, 1, 'by default the kernel is that hop: TTL left as it came');
+});
+
 // ---- ICMPv6 errors about tunnelled packets -----------------------------------------------------
 
 t.test('fromTunnelError: Packet Too Big lowers the tunnel MTU and tells the sender', async (t) => {

@@ -7,12 +7,13 @@
  * routes each packet by its destination, out of whatever interface the routing table says, as
  * forwarding from the TUN would; the source may be any address (HDRINCL sets FLOWI_FLAG_ANYSRC).
  * The differences: the packets are locally generated (nftables output/postrouting hooks, not
- * forward; no iif for policy routing), the kernel does not decrement the TTL again (the core
- * already did), it fills in tot_len, the header checksum and a zero IP ID, and it never
- * fragments: a packet over the route MTU fails with EMSGSIZE. Every packet the raw socket refuses
- * (EMSGSIZE, unreachable, filtered...) is written to the TUN instead, so the kernel's forwarding
- * path does exactly what it did before (fragment, Fragmentation Needed, Unreachable), and counted
- * in tx_fallback. EAGAIN (send buffer full) drops the rest of the batch, as for raw6Send.
+ * forward; no iif for policy routing), the kernel does not decrement the TTL (the caller is the
+ * hop: the PRR core's ttlToInternet), it fills in tot_len, the header checksum and a zero IP ID,
+ * and it never fragments: a packet over the route MTU fails with EMSGSIZE. Every packet the raw
+ * socket refuses (EMSGSIZE, unreachable, filtered...) is written to the TUN instead, so the
+ * kernel's forwarding path does what it did before (fragment, Fragmentation Needed, Unreachable;
+ * it also decrements the TTL once more), and counted in tx_fallback. EAGAIN (send buffer full)
+ * drops the rest of the batch, as for raw6Send.
  */
 #include <errno.h>
 #include <netinet/in.h>
