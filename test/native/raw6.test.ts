@@ -39,9 +39,10 @@ function topology(): { a: string; b: string; r: string } {
   sh(a, 'ip -6 route add 2001:db8:dead::/48 via 2001:db8:2::2');
   sh(b, 'ip -6 route add 2001:db8:2::/64 via 2001:db8:3::1');
   sh(r, 'ip -6 route add unreachable 2001:db8:dead::/48');
-  // Resolve neighbours first, so no test packet waits in (or overflows) a neighbour queue.
-  for (const dst of ['2001:db8:1::2', '2001:db8:3::2']) sh(a, `ping -6 -c1 -W2 -q ${dst}`);
-  sh(b, 'ping -6 -c1 -W2 -q 2001:db8:2::1');
+  // Resolve neighbours first, so no test packet waits in (or overflows) a neighbour queue. Up to
+  // five tries each (any reply is success): on a loaded machine a just-raised veth can lose one.
+  for (const dst of ['2001:db8:1::2', '2001:db8:3::2']) sh(a, `ping -6 -c5 -i0.2 -W2 -q ${dst}`);
+  sh(b, 'ping -6 -c5 -i0.2 -W2 -q 2001:db8:2::1');
   return { a, b, r };
 }
 
