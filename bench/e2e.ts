@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- e2e [--quick] [--tayga-txqueuelen N]`: LAN host -> SMAP -> PRR -> Internet host, end to end, beside
+ * `npm run bench -- e2e [--quick] [--tayga-txqueuelen N] [--perf]`: LAN host -> SMAP -> PRR -> Internet host, end to end, beside
  * kernel forwarding and beside tayga (464XLAT) over the same namespaces, in the same run
  * (paths in bench/e2e-lab.ts):
  *
@@ -11,13 +11,15 @@
  * to kernel, to tayga and to the goal (twice a naive one-syscall-per-packet C tunnel here:
  * 0.8 Gbit/s, 100 kpps). Contenders alternate inside each measurement, so a shared host's noise
  * falls on all alike. The busiest lab processes are sampled during TCP and during a UDP trial at
- * 1.25x each contender's no-drop rate, to say what limited each figure.
+ * 1.25x each contender's no-drop rate, to say what limited each figure; --perf adds where the
+ * SMAP's own CPU goes (bench/e2e-perf.ts).
  */
 import os from 'node:os';
 import type { Host } from '../test/lab/lab.js';
 import { waitFor } from '../test/lab/lab.js';
 import { buildSmapLab, INET } from '../test/lab/smap-topology.js';
 import { buildUdpGen } from './udpgen.js';
+import { perfAvailable, profile } from './e2e-perf.js';
 import { iperfServer, pingRtt, tcpThroughput, type Report, type Row } from './lib.js';
 import { busiest, buildCpe2Paths, txqlen, countArrivals, dropCounters, dropDelta, PORTS, udpNoDropLockstep, udpTrial } from './e2e-lab.js';
 
@@ -123,6 +125,18 @@ export async function main(args: string[]): Promise<void> {
       const m = await busiest(l, () => udpTrial(gen, c, count, at, udpSec));
       udpCpu[w] = `offered ${Math.round(at / 1000)}k sent ${Math.round(m.value.sent / 1000)}k arrived ${Math.round(m.value.received / 1000)}k: ${m.cpu}; drops: ${dropDelta(d0, dropCounters(l))}`;
     }
+    let perfNote: string | undefined;
+    if (args.includes('--perf')) {
+      const pid = cpe1.agent?.pid;
+      if (!perfAvailable() || pid === undefined) perfNote = 'SMAP profile: perf not installed (Debian linux-perf) or smap not running';
+      else {
+        say('profiling smap run (perf record) ...');
+        const down = await profile(pid, l.dir, 'tcp-down', tcpSec, () => cpe1.lan.exec('iperf3', ['-c', INET, '-R', '-t', String(tcpSec)], { timeoutMs: (tcpSec + 15) * 1000 }));
+        const up = await profile(pid, l.dir, 'tcp-up', tcpSec, () => tcpThroughput(cpe1.lan, INET, tcpSec));
+        const udp = await profile(pid, l.dir, 'udp-up', udpSec, () => udpTrial(gen, cpe1.lan, count, pps.aplus ?? 25_000, udpSec));
+        perfNote = `SMAP profile (perf record -g of smap run, share of its samples): TCP toward the LAN (iperf3 -R): ${down}; TCP toward the Internet: ${up}; 64B UDP toward the Internet at its no-drop rate: ${udp}`;
+      }
+    }
     if (cpe1.agent?.exitCode !== null) throw new Error(`smap exited during the run: ${cpe1.log().trim().split('\n').slice(-3).join(' | ')}`);
 
     const rows: Row[] = [
@@ -146,6 +160,7 @@ export async function main(args: string[]): Promise<void> {
         `UDP search source-limited (every failed trial: the generator sent < 90% of the rate, no path loss; the figure is then a floor): ${JSON.stringify(sourceLimited)}`,
         `busiest during UDP at 1.25x no-drop rate: ${JSON.stringify(udpCpu)}`,
         `UDP trials (offered:arrived/path loss): ${JSON.stringify(trials)}`,
+        ...(perfNote !== undefined ? [perfNote] : []),
       ],
       rows,
     };
