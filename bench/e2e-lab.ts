@@ -21,6 +21,7 @@ import { INET } from '../test/lab/smap-topology.js';
 import { renderTable } from '../smap/nft.js';
 import { parsePortSet } from '../common/portset.js';
 import { parseIpv4, parseIpv4Prefix } from '../common/config/values.js';
+import { runUdpGen } from './udpgen.js';
 
 export const PORTS = '10000-10999';
 export const KERNEL_SHARED = '192.0.2.102';
@@ -199,18 +200,23 @@ export async function busiest<T>(l: SmapLab, fn: () => Promise<T>): Promise<{ va
 
 export interface UdpTrial {
   offered: number;
-  /** Datagrams/s iperf3 sent, and the ones that reached the Internet host's IPv4 stack (nftables counter at prerouting). */
+  /** Datagrams/s the generator sent, and the ones that reached the Internet host (nftables counter at prerouting). */
   sent: number;
   received: number;
-  /** Percent lost on the path (sent vs. counted at the Internet host), and as iperf3's receiver saw it. */
+  /** Percent lost on the path (sent vs. counted at the Internet host). */
   loss: number;
-  iperfLoss: number;
 }
 
-/** Count the iperf3 UDP datagrams arriving at the Internet host (prerouting, before its socket). */
+/** The UDP port the small-packet trials aim at; the Internet host counts and drops them there. */
+export const GEN_PORT = 9;
+
+/**
+ * Count the generator's datagrams arriving at the Internet host, and drop them (prerouting, before
+ * any socket): no receiver socket overflows on a busy host, no ICMP port-unreachable flows back.
+ */
 export function countArrivals(inet: Host, dir: string): () => number {
   const f = join(dir, 'count.nft');
-  writeFileSync(f, `table ip e2ecount {\n  counter rx { }\n  chain pre { type filter hook prerouting priority raw; policy accept; udp dport 5201 counter name "rx"; }\n}\n`);
+  writeFileSync(f, `table ip e2ecount {\n  counter rx { }\n  chain pre { type filter hook prerouting priority raw; policy accept; udp dport ${GEN_PORT} counter name "rx" drop; }\n}\n`);
   inet.run('nft', '-f', f);
   return () => {
     const j = JSON.parse(inet.run('nft', '-j', 'list', 'counter', 'ip', 'e2ecount', 'rx')) as { nftables: Array<{ counter?: { packets: number } }> };
@@ -219,26 +225,18 @@ export function countArrivals(inet: Host, dir: string): () => number {
 }
 
 /**
- * One iperf3 UDP trial of `payload`-byte datagrams at `pps` toward the Internet host. Loss is
- * measured on the path (what iperf3 sent against what reached the Internet host's prerouting),
- * so the iperf3 receiver's own socket overflows on a busy host do not count against the path.
+ * One trial of `payload`-byte datagrams at `pps` toward the Internet host, sent by the sendmmsg
+ * generator (bench/udpgen.ts). Loss is what the generator sent against what reached the Internet
+ * host's prerouting.
  */
-export async function udpTrial(client: Host, count: () => number, pps: number, seconds: number, payload = 64): Promise<UdpTrial> {
+export async function udpTrial(gen: string, client: Host, count: () => number, pps: number, seconds: number, payload = 64): Promise<UdpTrial> {
   const before = count();
-  const r = await client.exec('iperf3', ['-c', INET, '-u', '-l', String(payload), '-b', String(Math.round(pps * payload * 8)), '-t', String(seconds), '-J'], {
-    timeoutMs: (seconds + 15) * 1000,
-  });
+  const g = await runUdpGen(gen, client, INET, GEN_PORT, pps, seconds, payload);
   await new Promise((res) => setTimeout(res, 100)); // stragglers
   const arrived = count() - before;
-  try {
-    const s = (JSON.parse(r.stdout) as { end?: { sum?: { packets?: number; lost_percent?: number; seconds?: number } } }).end?.sum;
-    if (s?.packets === undefined || s.packets === 0) return { offered: pps, sent: 0, received: 0, loss: 100, iperfLoss: 100 };
-    const secs = s.seconds ?? seconds;
-    const got = Math.min(arrived, s.packets);
-    return { offered: pps, sent: Math.round(s.packets / secs), received: Math.round(got / secs), loss: (100 * (s.packets - got)) / s.packets, iperfLoss: s.lost_percent ?? 100 };
-  } catch {
-    return { offered: pps, sent: 0, received: 0, loss: 100, iperfLoss: 100 };
-  }
+  if (g.sent === 0) return { offered: pps, sent: 0, received: 0, loss: 100 };
+  const got = Math.min(arrived, g.sent);
+  return { offered: pps, sent: Math.round(g.sent / g.seconds), received: Math.round(got / g.seconds), loss: (100 * (g.sent - got)) / g.sent };
 }
 
 /**

@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- e2e [--quick] [--tayga-txqueuelen N]`: LAN host -> SMAP -> PRR -> Internet host, end to end, beside
+ * `npm run bench -- e2e [--quick] [--tayga-txqueuelen N] [--perf]`: LAN host -> SMAP -> PRR -> Internet host, end to end, beside
  * kernel forwarding and beside tayga (464XLAT) over the same namespaces, in the same run
  * (paths in bench/e2e-lab.ts):
  *
@@ -7,16 +7,19 @@
  *   kernel  lan2 -> cpe2 (same SNAT, native IPv4) -> prr node (kernel) -> inet
  *   tayga   lan2 -> cpe2 (same SNAT, tayga CLAT) -> prr node (tayga PLAT) -> inet   two C hops
  *
- * Rows: iperf3 TCP throughput (1 stream), iperf3 64-byte UDP rate at no drop, ping RTT; ratios
+ * Rows: iperf3 TCP throughput (1 stream), 64-byte UDP rate at no drop (bench/gen/udpgen.c, sendmmsg), ping RTT; ratios
  * to kernel, to tayga and to the goal (twice a naive one-syscall-per-packet C tunnel here:
  * 0.8 Gbit/s, 100 kpps). Contenders alternate inside each measurement, so a shared host's noise
  * falls on all alike. The busiest lab processes are sampled during TCP and during a UDP trial at
- * 1.25x each contender's no-drop rate, to say what limited each figure.
+ * 1.25x each contender's no-drop rate, to say what limited each figure; --perf adds where the
+ * SMAP's own CPU goes (bench/e2e-perf.ts).
  */
 import os from 'node:os';
 import type { Host } from '../test/lab/lab.js';
 import { waitFor } from '../test/lab/lab.js';
 import { buildSmapLab, INET } from '../test/lab/smap-topology.js';
+import { buildUdpGen } from './udpgen.js';
+import { perfAvailable, profile } from './e2e-perf.js';
 import { iperfServer, pingRtt, tcpThroughput, type Report, type Row } from './lib.js';
 import { busiest, buildCpe2Paths, txqlen, countArrivals, dropCounters, dropDelta, PORTS, udpNoDropLockstep, udpTrial } from './e2e-lab.js';
 
@@ -103,11 +106,12 @@ export async function main(args: string[]): Promise<void> {
     }
 
     say('UDP 64-byte rate at no drop ...');
+    const gen = buildUdpGen(l.dir);
     const count = countArrivals(l.inet, l.dir);
-    const search = await udpNoDropLockstep(WHO, (w, rate) => udpTrial(client(w), count, rate, udpSec), { bisect: quick ? 4 : 5 });
+    const search = await udpNoDropLockstep(WHO, (w, rate) => udpTrial(gen, client(w), count, rate, udpSec), { bisect: quick ? 4 : 5 });
     const pps = Object.fromEntries(WHO.map((w) => [w, search[w].pps])) as Record<Who, number | null>;
-    const trials = Object.fromEntries(WHO.map((w) => [w, search[w].trials.map((t) => `${Math.round(t.offered / 100) / 10}k:${Math.round(t.received / 100) / 10}k/${t.loss.toFixed(2)}%(iperf3 ${t.iperfLoss.toFixed(2)}%)`)]));
-    // Source-limited: every failed trial failed because iperf3 could not send the rate (not path loss).
+    const trials = Object.fromEntries(WHO.map((w) => [w, search[w].trials.map((t) => `${Math.round(t.offered / 100) / 10}k:${Math.round(t.received / 100) / 10}k/${t.loss.toFixed(2)}%`)]));
+    // Source-limited: every failed trial failed because the generator could not send the rate (not path loss).
     const sourceLimited = Object.fromEntries(WHO.map((w) => {
       const failed = search[w].trials.filter((t) => !(t.loss <= 0.1 && t.sent >= 0.9 * t.offered));
       return [w, failed.length > 0 && failed.every((t) => t.loss <= 0.1)];
@@ -118,8 +122,20 @@ export async function main(args: string[]): Promise<void> {
       const at = Math.round((pps[w] ?? 25_000) * 1.25);
       const c = client(w);
       const d0 = dropCounters(l);
-      const m = await busiest(l, () => udpTrial(c, count, at, udpSec));
+      const m = await busiest(l, () => udpTrial(gen, c, count, at, udpSec));
       udpCpu[w] = `offered ${Math.round(at / 1000)}k sent ${Math.round(m.value.sent / 1000)}k arrived ${Math.round(m.value.received / 1000)}k: ${m.cpu}; drops: ${dropDelta(d0, dropCounters(l))}`;
+    }
+    let perfNote: string | undefined;
+    if (args.includes('--perf')) {
+      const pid = cpe1.agent?.pid;
+      if (!perfAvailable() || pid === undefined) perfNote = 'SMAP profile: perf not installed (Debian linux-perf) or smap not running';
+      else {
+        say('profiling smap run (perf record) ...');
+        const down = await profile(pid, l.dir, 'tcp-down', tcpSec, () => cpe1.lan.exec('iperf3', ['-c', INET, '-R', '-t', String(tcpSec)], { timeoutMs: (tcpSec + 15) * 1000 }));
+        const up = await profile(pid, l.dir, 'tcp-up', tcpSec, () => tcpThroughput(cpe1.lan, INET, tcpSec));
+        const udp = await profile(pid, l.dir, 'udp-up', udpSec, () => udpTrial(gen, cpe1.lan, count, pps.aplus ?? 25_000, udpSec));
+        perfNote = `SMAP profile (perf record -g of smap run, share of its samples): TCP toward the LAN (iperf3 -R): ${down}; TCP toward the Internet: ${up}; 64B UDP toward the Internet at its no-drop rate: ${udp}`;
+      }
     }
     if (cpe1.agent?.exitCode !== null) throw new Error(`smap exited during the run: ${cpe1.log().trim().split('\n').slice(-3).join(' | ')}`);
 
@@ -138,12 +154,13 @@ export async function main(args: string[]): Promise<void> {
         'tayga = 464XLAT: lan2 -> cpe2 (same SNAT table, tayga CLAT on TUN) -> prr node (tayga PLAT, NAT64 2001:db8:64::/96) -> inet: two C user-space hops',
         `TUN TX queue lengths: smap0 ${ourQlen.smap0}, prr0 ${ourQlen.prr0}, tayga's clat and nat64 ${taygaQlen} (--tayga-txqueuelen N; bench prr uses 10000)`,
         'goal = twice a naive one-syscall-per-packet C tunnel through two user-space hops here (0.4 Gbit/s, 50 kpps)',
-        `TCP ${tcpSec} s x ${reps} (median); UDP: iperf3 -l 64, no drop = path loss <= 0.1% (iperf3's sent count vs. an nftables counter at the Internet host's prerouting, so its receiver socket's overflows on a busy host do not count) and >= 90% of the rate really sent, ${udpSec} s trials doubling from 25 kpps then bisected, contenders in lockstep; ping ${pings} x 50 ms (median of ${reps})`,
+        `TCP ${tcpSec} s x ${reps} (median); UDP: 64-byte datagrams from bench/gen/udpgen.c (sendmmsg, 64 per call, paced in 1 ms ticks; iperf3 tops out near 70 kpps here), no drop = path loss <= 0.1% (the generator's sent count vs. an nftables counter at the Internet host's prerouting, which drops them there) and >= 90% of the rate really sent, ${udpSec} s trials doubling from 25 kpps then bisected, contenders in lockstep; ping ${pings} x 50 ms (median of ${reps})`,
         `busiest during ping (RTT at 20 pps is wake-up latency: on a shared, busy host it follows the host's load): ${JSON.stringify(pingCpu)}`,
         `busiest during TCP (% of one core): ${JSON.stringify(tcpCpu)}`,
-        `UDP search source-limited (every failed trial: iperf3 sent < 90% of the rate, no path loss; the figure is then a floor): ${JSON.stringify(sourceLimited)}`,
+        `UDP search source-limited (every failed trial: the generator sent < 90% of the rate, no path loss; the figure is then a floor): ${JSON.stringify(sourceLimited)}`,
         `busiest during UDP at 1.25x no-drop rate: ${JSON.stringify(udpCpu)}`,
-        `UDP trials (offered:arrived/path loss (iperf3 receiver loss)): ${JSON.stringify(trials)}`,
+        `UDP trials (offered:arrived/path loss): ${JSON.stringify(trials)}`,
+        ...(perfNote !== undefined ? [perfNote] : []),
       ],
       rows,
     };

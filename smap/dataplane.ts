@@ -11,6 +11,17 @@
  * Every packet into the tunnel goes to one place from one address, so the per-packet destination
  * and source slots of the send batch are filled once, when the binding or the WAN address
  * changes, never per packet. Packets are sent from the receive ring where they lie (no copy).
+ *
+ * Toward the LAN it is one TUN write() per packet (inside one addon call per batch), and stays
+ * so: user space has no batched TUN write (a write to the TUN fd reaches tun_get_user with
+ * more = false, so even IFF_NAPI schedules its poll per packet; MSG_MORE batching is vhost's
+ * tun_sendmsg only), and a raw IPv4 socket, as the PRR uses, would skip the conntrack de-NAT
+ * that happens on the packet entering through smap0. Profiled in the e2e lab (perf, smap run,
+ * Nov 2026): ~90% of the SMAP's CPU is kernel, ~3% its JS. TCP toward the LAN: 68% in the TUN
+ * write()s, nearly all of it the kernel forwarding the packet on (conntrack, forward, veth, and
+ * here even the LAN host's TCP receive, run in the writer's context), 16% recvmmsg. 64-byte UDP
+ * toward the PRR: 73% sendmmsg (IPv6 output, and the PRR node's receive run in our context over
+ * the veth), 12% TUN read. Syscall entry per packet is a small part; there is little to batch.
  */
 import type { Icmp6ErrorReport, PacketPort, RingOptions, TunDevice, Tunnel6Socket, TxBatch } from '../common/native/types.js';
 import { Action, newVerdict, type SmapCore, type Verdict } from './core.js';
