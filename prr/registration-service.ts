@@ -104,6 +104,7 @@ export class Registrar implements RegistrationService {
     // bindings share the PortSet objects (immutable).
     const sets = new Map<string, PortSet>();
     const scratch = Buffer.alloc(16); // the table copies the address in
+    t.ensureCapacity(t.idLimit + this.d.store.count()); // one allocation, no regrowth or rehash per doubling
     for (const [subscriber, ipv6, ipv4, ports] of this.d.store.loadRows()) {
       try {
         let set = sets.get(ports);
