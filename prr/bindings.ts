@@ -14,9 +14,10 @@
  *     of 2^k binding ids. Ports with A = 0 (the reserved low ports when a > 0) map to no PSID,
  *     so the normal lookup simply misses (as Snabb's lwAFTR does).
  *   - block mode, for contiguous ranges (and mixed sets): a coarse table of 1024 entries, one
- *     per 64-port block, holding a binding id when the whole block belongs to one binding, or a
- *     reference to a fine 64-entry table for blocks that several bindings share. Ranges
- *     allocated in multiples of 64 ports never need a fine table.
+ *     per 64-port block, holding a binding id when the whole block belongs to one binding, a
+ *     reference to a split (two owners, one boundary: where two ranges meet), or a reference to a
+ *     fine 64-entry table for blocks that more owners share. Ranges allocated in multiples of 64
+ *     ports never need either.
  *
  * Ids are stable: a change of IPv6 address, MTU or port set keeps the id, so counters survive it.
  *
@@ -64,7 +65,7 @@ interface AddrPorts {
   a: number;
   k: number;
   psidIds: Int32Array | null;
-  /** Block mode: per 64-port block, a binding id, NO_BINDING, or -(3 + fine table index). */
+  /** Block mode: per 64-port block, a binding id, NO_BINDING, or -(3 + 2·fine table index), or -(3 + 2·split index + 1). */
   coarse: Int32Array | null;
 }
 
@@ -98,6 +99,13 @@ export class BindingTable {
   private fine = new Int32Array(BLOCK * 64);
   private nFine = 0;
   private freeFine: number[] = [];
+  // Splits: a block of two owners, [id below, first port of the second (1..63), id from there],
+  // 12 bytes where a fine table takes 256: the boundary of two ranges that are not multiples of
+  // 64 ports (1000-port sets, a million of them at 224 MB of fine tables before).
+  private splits = new Int32Array(3 * 64);
+  private nSplit = 0;
+  private freeSplit: number[] = [];
+  private readonly scratch = new Int32Array(BLOCK); // one block being rewritten
 
   // IPv6 index: open addressing, linear probing; slot holds id + 1, 0 empty, -1 deleted.
   private h6: Int32Array;
@@ -152,7 +160,11 @@ export class BindingTable {
     }
     const c = e.coarse![port >>> BLOCK_SHIFT]!;
     if (c >= NO_BINDING) return c;
-    return this.fine[(-3 - c) * BLOCK + (port & (BLOCK - 1))]!;
+    const x = -3 - c;
+    const q = port & (BLOCK - 1);
+    if ((x & 1) === 0) return this.fine[(x >>> 1) * BLOCK + q]!;
+    const s = (x >>> 1) * 3;
+    return q < this.splits[s + 1]! ? this.splits[s]! : this.splits[s + 2]!;
   }
 
   /** Is this one of the addresses that bindings use? */
@@ -508,7 +520,7 @@ export class BindingTable {
       for (const [first, last] of set.chunks()) this.fillRange(e, first, last, NO_BINDING, id);
     }
     if (--e.count === 0) {
-      if (e.coarse !== null) for (const c of e.coarse) if (c < NO_BINDING) this.freeFine.push(-3 - c);
+      if (e.coarse !== null) for (const c of e.coarse) this.freeBlock(c);
       this.addrs.delete(ipv4);
     }
   }
@@ -531,55 +543,99 @@ export class BindingTable {
     let p = first;
     while (p <= last) {
       const blk = p >>> BLOCK_SHIFT;
-      const blkFirst = blk << BLOCK_SHIFT;
-      const blkLast = blkFirst + BLOCK - 1;
-      const c = coarse[blk]!;
-      if (p === blkFirst && last >= blkLast && c >= NO_BINDING) {
-        // The whole block changes owner.
-        if (only === undefined || c === only) coarse[blk] = id;
-        p = blkLast + 1;
-        continue;
-      }
-      // Part of a block: use (or make) its fine table.
-      let idx: number;
-      if (c < NO_BINDING) idx = -3 - c;
-      else {
-        idx = this.freeFine.length > 0 ? this.freeFine.pop()! : this.nFine++;
-        if ((idx + 1) * BLOCK > this.fine.length) {
-          const grown = new Int32Array(this.fine.length * 2);
-          grown.set(this.fine);
-          this.fine = grown;
-        }
-        this.fine.fill(c, idx * BLOCK, (idx + 1) * BLOCK);
-        coarse[blk] = -3 - idx;
-      }
-      // Indexed in place, not through a subarray (an object per partial block, a million at a restart).
-      const f = this.fine;
-      const base = idx * BLOCK;
+      const blkLast = (blk << BLOCK_SHIFT) + BLOCK - 1;
       const end = Math.min(last, blkLast);
+      const c = coarse[blk]!;
+      if (c >= NO_BINDING) {
+        if (only !== undefined && c !== only) {
+          p = end + 1; // a block wholly of another binding: nothing of `only` here
+          continue;
+        }
+        if ((p & (BLOCK - 1)) === 0 && end === blkLast) {
+          coarse[blk] = id; // the whole block changes owner
+          p = end + 1;
+          continue;
+        }
+      }
+      // Part of a block, or a block already shared: rebuild its 64 entries, write, store them
+      // again in the smallest shape (one owner, a split, or a fine table).
+      const t = this.scratch;
+      this.decodeBlock(c, t);
+      this.freeBlock(c);
       for (let q = p; q <= end; q++) {
-        const j = base + (q & (BLOCK - 1));
-        if (only === undefined || f[j] === only) f[j] = id;
+        const j = q & (BLOCK - 1);
+        if (only === undefined || t[j] === only) t[j] = id;
       }
-      // A fine table whose 64 entries agree folds back into the coarse entry.
-      const v0 = f[base]!;
-      let same = true;
-      for (let i = 1; i < BLOCK && same; i++) same = f[base + i] === v0;
-      if (same) {
-        this.freeFine.push(-3 - coarse[blk]!);
-        coarse[blk] = v0;
-      }
+      coarse[blk] = this.encodeBlock(t);
       p = end + 1;
     }
+  }
+
+  /** The 64 entries of a coarse entry's block, into t. */
+  private decodeBlock(c: number, t: Int32Array): void {
+    if (c >= NO_BINDING) {
+      t.fill(c);
+      return;
+    }
+    const x = -3 - c;
+    if ((x & 1) === 0) {
+      const base = (x >>> 1) * BLOCK;
+      for (let i = 0; i < BLOCK; i++) t[i] = this.fine[base + i]!;
+    } else {
+      const s = (x >>> 1) * 3;
+      const k = this.splits[s + 1]!;
+      for (let i = 0; i < BLOCK; i++) t[i] = i < k ? this.splits[s]! : this.splits[s + 2]!;
+    }
+  }
+
+  /** Give back the split or fine table a coarse entry refers to (nothing for a plain id). */
+  private freeBlock(c: number): void {
+    if (c >= NO_BINDING) return;
+    const x = -3 - c;
+    if ((x & 1) === 0) this.freeFine.push(x >>> 1);
+    else this.freeSplit.push(x >>> 1);
+  }
+
+  /** The coarse entry for a block's 64 entries: one id, a split (two owners), or a fine table. */
+  private encodeBlock(t: Int32Array): number {
+    let k = 0; // the port where the owner changes, 0 while it has not
+    for (let i = 1; i < BLOCK; i++) {
+      if (t[i] === t[i - 1]) continue;
+      if (k !== 0) {
+        k = -1; // a second change: only a fine table holds it
+        break;
+      }
+      k = i;
+    }
+    if (k === 0) return t[0]!;
+    if (k > 0) {
+      const idx = this.freeSplit.length > 0 ? this.freeSplit.pop()! : this.nSplit++;
+      if ((idx + 1) * 3 > this.splits.length) this.splits = grown(this.splits);
+      this.splits[idx * 3] = t[0]!;
+      this.splits[idx * 3 + 1] = k;
+      this.splits[idx * 3 + 2] = t[BLOCK - 1]!;
+      return -3 - (idx * 2 + 1);
+    }
+    const idx = this.freeFine.length > 0 ? this.freeFine.pop()! : this.nFine++;
+    if ((idx + 1) * BLOCK > this.fine.length) this.fine = grown(this.fine);
+    this.fine.set(t, idx * BLOCK);
+    return -3 - idx * 2;
   }
 
   /** Memory held by the table's typed arrays, in bytes (for the scale bench and metrics). */
   bytes(): number {
     let n = this.live.byteLength + this.rec8.byteLength + this.h6.byteLength + this.hN.byteLength + this.nextName.byteLength;
     for (const e of this.addrs.values()) n += (e.coarse?.byteLength ?? 0) + (e.psidIds?.byteLength ?? 0);
-    n += this.fine.byteLength;
+    n += this.fine.byteLength + this.splits.byteLength;
     return n;
   }
+}
+
+/** A typed array of twice the length holding the same entries first. */
+function grown(a: Int32Array<ArrayBuffer>): Int32Array<ArrayBuffer> {
+  const b = new Int32Array(a.length * 2);
+  b.set(a);
+  return b;
 }
 
 function pow2AtLeast(n: number): number {
