@@ -557,6 +557,14 @@ export class BindingTable {
           continue;
         }
       }
+      if (only === undefined) {
+        const edge = this.placeEdge(c, p & (BLOCK - 1), end & (BLOCK - 1), id);
+        if (edge !== undefined) {
+          coarse[blk] = edge;
+          p = end + 1;
+          continue;
+        }
+      }
       // Part of a block, or a block already shared: rebuild its 64 entries, write, store them
       // again in the smallest shape (one owner, a split, or a fine table).
       const t = this.scratch;
@@ -569,6 +577,49 @@ export class BindingTable {
       coarse[blk] = this.encodeBlock(t);
       p = end + 1;
     }
+  }
+
+  /**
+   * fillRange's usual write without rebuilding the block: ports a..b of it (block offsets) to `id`
+   * where that leaves at most two owners, as where a range starts or ends beside its neighbour
+   * (every binding of a restart). The new coarse entry, or undefined for the general way.
+   */
+  private placeEdge(c: number, a: number, b: number, id: number): number | undefined {
+    let lo: number;
+    let k: number;
+    let hi: number;
+    if (c >= NO_BINDING) {
+      if (b === BLOCK - 1) [lo, k, hi] = [c, a, id];
+      else if (a === 0) [lo, k, hi] = [id, b + 1, c];
+      else return undefined;
+    } else {
+      const x = -3 - c;
+      if ((x & 1) === 0) return undefined;
+      const s = (x >>> 1) * 3;
+      const at = this.splits[s + 1]!;
+      if (b === BLOCK - 1 && a > 0 && a <= at) [lo, k, hi] = [this.splits[s]!, a, id];
+      else if (a === 0 && b < BLOCK - 1 && b + 1 >= at) [lo, k, hi] = [id, b + 1, this.splits[s + 2]!];
+      else return undefined;
+    }
+    if (lo === hi) {
+      this.freeBlock(c);
+      return lo;
+    }
+    if (c >= NO_BINDING) return this.newSplit(lo, k, hi);
+    const s = ((-3 - c) >>> 1) * 3; // rewrite the split in place
+    this.splits[s] = lo;
+    this.splits[s + 1] = k;
+    this.splits[s + 2] = hi;
+    return c;
+  }
+
+  private newSplit(lo: number, k: number, hi: number): number {
+    const idx = this.freeSplit.length > 0 ? this.freeSplit.pop()! : this.nSplit++;
+    if ((idx + 1) * 3 > this.splits.length) this.splits = grown(this.splits);
+    this.splits[idx * 3] = lo;
+    this.splits[idx * 3 + 1] = k;
+    this.splits[idx * 3 + 2] = hi;
+    return -3 - (idx * 2 + 1);
   }
 
   /** The 64 entries of a coarse entry's block, into t. */
@@ -608,14 +659,7 @@ export class BindingTable {
       k = i;
     }
     if (k === 0) return t[0]!;
-    if (k > 0) {
-      const idx = this.freeSplit.length > 0 ? this.freeSplit.pop()! : this.nSplit++;
-      if ((idx + 1) * 3 > this.splits.length) this.splits = grown(this.splits);
-      this.splits[idx * 3] = t[0]!;
-      this.splits[idx * 3 + 1] = k;
-      this.splits[idx * 3 + 2] = t[BLOCK - 1]!;
-      return -3 - (idx * 2 + 1);
-    }
+    if (k > 0) return this.newSplit(t[0]!, k, t[BLOCK - 1]!);
     const idx = this.freeFine.length > 0 ? this.freeFine.pop()! : this.nFine++;
     if ((idx + 1) * BLOCK > this.fine.length) this.fine = grown(this.fine);
     this.fine.set(t, idx * BLOCK);
