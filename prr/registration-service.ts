@@ -109,7 +109,8 @@ export class Registrar implements RegistrationService {
       try {
         let set = sets.get(ports);
         if (set === undefined) sets.set(ports, (set = parsePortSet(ports, { allowSystemPorts: true })));
-        const addr = ipv6.length === 32 && !ipv6.includes(':') && scratch.write(ipv6, 'hex') === 16 ? scratch : parseIpv6OrThrow(ipv6);
+        // Hex writing stops at the first non-hex digit: an address in text form never fills 16 bytes.
+        const addr = ipv6.length === 32 && scratch.write(ipv6, 'hex') === 16 ? scratch : parseIpv6OrThrow(ipv6);
         this.allocator.reserve(ipv4, set);
         try {
           // Every table binding in the pools is in the allocator (reserved above): reserve()
