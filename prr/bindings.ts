@@ -14,17 +14,18 @@
  *     of 2^k binding ids. Ports with A = 0 (the reserved low ports when a > 0) map to no PSID,
  *     so the normal lookup simply misses (as Snabb's lwAFTR does).
  *   - block mode, for contiguous ranges (and mixed sets): a coarse table of 1024 entries, one
- *     per 64-port block, holding a binding id when the whole block belongs to one binding, or a
- *     reference to a fine 64-entry table for blocks that several bindings share. Ranges
- *     allocated in multiples of 64 ports never need a fine table.
+ *     per 64-port block, holding a binding id when the whole block belongs to one binding, a
+ *     reference to a split (two owners, one boundary: where two ranges meet), or a reference to a
+ *     fine 64-entry table for blocks that more owners share. Ranges allocated in multiples of 64
+ *     ports never need either.
  *
  * Ids are stable: a change of IPv6 address, MTU or port set keeps the id, so counters survive it.
  *
  * Memory (1,000,000 bindings must fit well under 512 MB with everything else): per binding one
- * 32-byte record (below), one name string, one byName entry; port sets are stored as numbers in
- * the record and rebuilt as PortSet objects only when the control plane asks (portsOf). Per shared
- * address 4 KiB (block mode) or 4·2^k bytes (PSID mode); the IPv6 index is an open-addressing
- * hash of Int32.
+ * 32-byte record (below), one name string; port sets are stored as numbers in the record and
+ * rebuilt as PortSet objects only when the control plane asks (portsOf). Per shared address 4 KiB
+ * (block mode) or 4·2^k bytes (PSID mode); the IPv6 index and the name index are open-addressing
+ * hashes of Int32 (a Map of a million names cost ~40 MB and a quarter of a restart's load time).
  *
  * The record holds everything a packet needs once the id is known, so a lookup in a big table
  * touches one cache line of it (records are 32-byte aligned in one ArrayBuffer):
@@ -64,7 +65,7 @@ interface AddrPorts {
   a: number;
   k: number;
   psidIds: Int32Array | null;
-  /** Block mode: per 64-port block, a binding id, NO_BINDING, or -(3 + fine table index). */
+  /** Block mode: per 64-port block, a binding id, NO_BINDING, or -(3 + 2·fine table index), or -(3 + 2·split index + 1). */
   coarse: Int32Array | null;
 }
 
@@ -86,22 +87,34 @@ export class BindingTable {
   private rec8: Uint8Array; // the records, bytewise (IPv6 addresses)
   private rec32: Uint32Array; // the same records, by 32-bit word
   private rec32s: Int32Array; // the same, signed (the IPv6 chain)
-  private names: Array<string | undefined>;
+  /** Subscriber name by id; names.length === used (grown by push: a holey array of a million is slow). */
+  private names: Array<string | undefined> = [];
+  private nextName: Int32Array; // next binding of the same subscriber name, in the order added
   private freeIds: number[] = [];
   private used = 0;
   private nLive = 0;
 
   private readonly addrs = new Map<number, AddrPorts>();
-  /** Subscriber name -> binding id (one binding, the usual case) or ids (several port sets). */
-  private readonly byName = new Map<string, number | number[]>();
   // Fine tables, BLOCK entries each, in one array (a typed array each cost ~3x its 256 bytes).
   private fine = new Int32Array(BLOCK * 64);
   private nFine = 0;
   private freeFine: number[] = [];
+  // Splits: a block of two owners, [id below, first port of the second (1..63), id from there],
+  // 12 bytes where a fine table takes 256: the boundary of two ranges that are not multiples of
+  // 64 ports (1000-port sets, a million of them at 224 MB of fine tables before).
+  private splits = new Int32Array(3 * 64);
+  private nSplit = 0;
+  private freeSplit: number[] = [];
+  private readonly scratch = new Int32Array(BLOCK); // one block being rewritten
 
   // IPv6 index: open addressing, linear probing; slot holds id + 1, 0 empty, -1 deleted.
   private h6: Int32Array;
   private h6Used = 0;
+  // Name index: the same shape, but a slot is two words, the first id of the name + 1 and the
+  // name's hash: a probe compares hashes, and reads a name string only when they match (at a
+  // million names each string read is a cache miss).
+  private hN: Int32Array;
+  private hNUsed = 0;
 
   /** Called with the id of every binding that was added, changed or removed (for counters, metrics). */
   onChange: ((id: number, what: 'add' | 'change' | 'remove') => void) | undefined;
@@ -113,8 +126,16 @@ export class BindingTable {
     this.rec8 = new Uint8Array(buf);
     this.rec32 = new Uint32Array(buf);
     this.rec32s = new Int32Array(buf);
-    this.names = new Array<string | undefined>(this.cap);
+    this.nextName = new Int32Array(this.cap);
     this.h6 = new Int32Array(pow2AtLeast(this.cap * 2));
+    this.hN = new Int32Array(2 * pow2AtLeast(this.cap * 2));
+  }
+
+  /** Make room for `n` bindings in all, at once (a restart knows its row count: no regrowth, no rehash). */
+  ensureCapacity(n: number): void {
+    let cap = this.cap;
+    while (cap < n) cap *= 2;
+    if (cap > this.cap) this.grow(cap);
   }
 
   get size(): number {
@@ -139,7 +160,11 @@ export class BindingTable {
     }
     const c = e.coarse![port >>> BLOCK_SHIFT]!;
     if (c >= NO_BINDING) return c;
-    return this.fine[(-3 - c) * BLOCK + (port & (BLOCK - 1))]!;
+    const x = -3 - c;
+    const q = port & (BLOCK - 1);
+    if ((x & 1) === 0) return this.fine[(x >>> 1) * BLOCK + q]!;
+    const s = (x >>> 1) * 3;
+    return q < this.splits[s + 1]! ? this.splits[s]! : this.splits[s + 2]!;
   }
 
   /** Is this one of the addresses that bindings use? */
@@ -226,26 +251,67 @@ export class BindingTable {
 
   /** Ids of the bindings of one subscriber name, in the order they were added. */
   findSubscriber(name: string): number[] {
-    const ids = this.byName.get(name);
-    if (ids === undefined) return [];
-    return typeof ids === 'number' ? [ids] : [...ids];
+    const ids: number[] = [];
+    const s = this.nameSlot(name);
+    for (let id = s < 0 ? NO_BINDING : this.hN[2 * s]! - 1; id >= 0; id = this.nextName[id]!) ids.push(id);
+    return ids;
   }
 
-  private nameAdd(name: string, id: number): void {
-    const cur = this.byName.get(name);
-    if (cur === undefined) this.byName.set(name, id);
-    else if (typeof cur === 'number') this.byName.set(name, [cur, id]);
-    else cur.push(id);
-  }
-
-  private nameDel(name: string, id: number): void {
-    const cur = this.byName.get(name);
-    if (cur === id) this.byName.delete(name);
-    else if (Array.isArray(cur)) {
-      const rest = cur.filter((x) => x !== id);
-      if (rest.length === 1) this.byName.set(name, rest[0]!);
-      else this.byName.set(name, rest);
+  /** The name index slot holding the first binding of `name`, or -1. */
+  private nameSlot(name: string): number {
+    const h = hashName(name);
+    const mask = (this.hN.length >>> 1) - 1;
+    for (let s = h & mask; ; s = (s + 1) & mask) {
+      const v = this.hN[2 * s]!;
+      if (v === 0) return -1;
+      if (v > 0 && this.hN[2 * s + 1] === h && this.names[v - 1] === name) return s;
     }
+  }
+
+  /** Index binding `id` under `name` (names[id] may not be set yet), after the name's other bindings. */
+  private nameAdd(name: string, id: number): void {
+    this.nextName[id] = NO_BINDING;
+    const s = this.nameSlot(name);
+    if (s >= 0) {
+      let p = this.hN[2 * s]! - 1;
+      while (this.nextName[p]! >= 0) p = this.nextName[p]!;
+      this.nextName[p] = id;
+      return;
+    }
+    if ((this.hNUsed + 1) * 4 > this.hN.length) this.rehashN(pow2AtLeast(Math.max(this.cap * 2, (this.nLive + 1) * 4)));
+    this.nameSlotPut(hashName(name), id + 1);
+  }
+
+  /** Put (first id + 1, hash) in the first free or deleted slot of the hash's probe sequence. */
+  private nameSlotPut(h: number, v: number): void {
+    const mask = (this.hN.length >>> 1) - 1;
+    let t = h & mask;
+    while (this.hN[2 * t]! > 0) t = (t + 1) & mask;
+    if (this.hN[2 * t] === 0) this.hNUsed++;
+    this.hN[2 * t] = v;
+    this.hN[2 * t + 1] = h;
+  }
+
+  /** Take binding `id` out of the index of `name` (names[id] still holds it, or another id of the name heads it). */
+  private nameDel(name: string, id: number): void {
+    const s = this.nameSlot(name);
+    if (s < 0) return;
+    const head = this.hN[2 * s]! - 1;
+    const next = this.nextName[id]!;
+    if (head === id) this.hN[2 * s] = next >= 0 ? next + 1 : -1;
+    else {
+      let p = head;
+      while (this.nextName[p]! >= 0 && this.nextName[p] !== id) p = this.nextName[p]!;
+      if (this.nextName[p] === id) this.nextName[p] = next;
+    }
+    this.nextName[id] = NO_BINDING;
+  }
+
+  private rehashN(slots: number): void {
+    const old = this.hN;
+    this.hN = new Int32Array(2 * slots);
+    this.hNUsed = 0;
+    for (let i = 0; i < old.length; i += 2) if (old[i]! > 0) this.nameSlotPut(old[i + 1]!, old[i]!);
   }
 
   /** The live binding whose ports overlap `set` on `ipv4`, or NO_BINDING. */
@@ -277,8 +343,9 @@ export class BindingTable {
       throw new PortSetError(`binding ${b.subscriber}: ports ${b.ports.toString()} overlap subscriber ${this.names[clash]} (${this.setOf(clash).toString()})`);
     }
     const id = this.freeIds.length > 0 ? this.freeIds.pop()! : this.used++;
-    if (id >= this.cap) this.grow();
-    this.names[id] = b.subscriber;
+    if (id >= this.cap) this.grow(this.cap * 2);
+    if (id === this.names.length) this.names.push(b.subscriber);
+    else this.names[id] = b.subscriber;
     this.nameAdd(b.subscriber, id);
     this.writeFields(id, b);
     this.index6(id);
@@ -306,9 +373,9 @@ export class BindingTable {
     if (!samePorts) this.clearPorts(id, oldV4, oldSet);
     if (this.names[id] !== b.subscriber) {
       this.nameDel(this.names[id]!, id);
+      this.names[id] = b.subscriber;
       this.nameAdd(b.subscriber, id);
     }
-    this.names[id] = b.subscriber;
     this.writeFields(id, b);
     if (!sameV6) this.index6(id);
     if (!samePorts) this.placePorts(id, b.ipv4, b.ports);
@@ -344,8 +411,7 @@ export class BindingTable {
     }
   }
 
-  private grow(): void {
-    const cap = this.cap * 2;
+  private grow(cap: number): void {
     const live = new Uint8Array(cap);
     live.set(this.live);
     this.live = live;
@@ -354,9 +420,12 @@ export class BindingTable {
     this.rec8 = new Uint8Array(buf);
     this.rec32 = new Uint32Array(buf);
     this.rec32s = new Int32Array(buf);
-    this.names.length = cap;
+    const nextName = new Int32Array(cap);
+    nextName.set(this.nextName);
+    this.nextName = nextName;
     this.cap = cap;
     if (this.h6.length < cap * 2) this.rehash6(pow2AtLeast(cap * 2));
+    if (this.hN.length < cap * 4) this.rehashN(pow2AtLeast(cap * 2));
   }
 
   // ---- IPv6 index --------------------------------------------------------------------------
@@ -437,7 +506,8 @@ export class BindingTable {
       e.psidIds[psid!.id] = id;
       return;
     }
-    for (const [first, last] of set.chunks()) this.fillRange(e, first, last, id);
+    if (set.kind === 'range') this.fillRange(e, set.min, set.max, id); // no chunk arrays per binding
+    else for (const [first, last] of set.chunks()) this.fillRange(e, first, last, id);
   }
 
   private clearPorts(id: number, ipv4: number, set: PortSet): void {
@@ -450,7 +520,7 @@ export class BindingTable {
       for (const [first, last] of set.chunks()) this.fillRange(e, first, last, NO_BINDING, id);
     }
     if (--e.count === 0) {
-      if (e.coarse !== null) for (const c of e.coarse) if (c < NO_BINDING) this.freeFine.push(-3 - c);
+      if (e.coarse !== null) for (const c of e.coarse) this.freeBlock(c);
       this.addrs.delete(ipv4);
     }
   }
@@ -473,56 +543,159 @@ export class BindingTable {
     let p = first;
     while (p <= last) {
       const blk = p >>> BLOCK_SHIFT;
-      const blkFirst = blk << BLOCK_SHIFT;
-      const blkLast = blkFirst + BLOCK - 1;
-      const c = coarse[blk]!;
-      if (p === blkFirst && last >= blkLast && c >= NO_BINDING) {
-        // The whole block changes owner.
-        if (only === undefined || c === only) coarse[blk] = id;
-        p = blkLast + 1;
-        continue;
-      }
-      // Part of a block: use (or make) its fine table.
-      let idx: number;
-      if (c < NO_BINDING) idx = -3 - c;
-      else {
-        idx = this.freeFine.length > 0 ? this.freeFine.pop()! : this.nFine++;
-        if ((idx + 1) * BLOCK > this.fine.length) {
-          const grown = new Int32Array(this.fine.length * 2);
-          grown.set(this.fine);
-          this.fine = grown;
-        }
-        this.fine.fill(c, idx * BLOCK, (idx + 1) * BLOCK);
-        coarse[blk] = -3 - idx;
-      }
-      const f = this.fine.subarray(idx * BLOCK, (idx + 1) * BLOCK);
+      const blkLast = (blk << BLOCK_SHIFT) + BLOCK - 1;
       const end = Math.min(last, blkLast);
-      for (let q = p; q <= end; q++) if (only === undefined || f[q & (BLOCK - 1)] === only) f[q & (BLOCK - 1)] = id;
-      // A fine table whose 64 entries agree folds back into the coarse entry.
-      const v0 = f[0]!;
-      let same = true;
-      for (let i = 1; i < BLOCK && same; i++) same = f[i] === v0;
-      if (same) {
-        this.freeFine.push(-3 - coarse[blk]!);
-        coarse[blk] = v0;
+      const c = coarse[blk]!;
+      if (c >= NO_BINDING) {
+        if (only !== undefined && c !== only) {
+          p = end + 1; // a block wholly of another binding: nothing of `only` here
+          continue;
+        }
+        if ((p & (BLOCK - 1)) === 0 && end === blkLast) {
+          coarse[blk] = id; // the whole block changes owner
+          p = end + 1;
+          continue;
+        }
       }
+      if (only === undefined) {
+        const edge = this.placeEdge(c, p & (BLOCK - 1), end & (BLOCK - 1), id);
+        if (edge !== undefined) {
+          coarse[blk] = edge;
+          p = end + 1;
+          continue;
+        }
+      }
+      // Part of a block, or a block already shared: rebuild its 64 entries, write, store them
+      // again in the smallest shape (one owner, a split, or a fine table).
+      const t = this.scratch;
+      this.decodeBlock(c, t);
+      this.freeBlock(c);
+      for (let q = p; q <= end; q++) {
+        const j = q & (BLOCK - 1);
+        if (only === undefined || t[j] === only) t[j] = id;
+      }
+      coarse[blk] = this.encodeBlock(t);
       p = end + 1;
     }
   }
 
+  /**
+   * fillRange's usual write without rebuilding the block: ports a..b of it (block offsets) to `id`
+   * where that leaves at most two owners, as where a range starts or ends beside its neighbour
+   * (every binding of a restart). The new coarse entry, or undefined for the general way.
+   */
+  private placeEdge(c: number, a: number, b: number, id: number): number | undefined {
+    let lo: number;
+    let k: number;
+    let hi: number;
+    if (c >= NO_BINDING) {
+      if (b === BLOCK - 1) [lo, k, hi] = [c, a, id];
+      else if (a === 0) [lo, k, hi] = [id, b + 1, c];
+      else return undefined;
+    } else {
+      const x = -3 - c;
+      if ((x & 1) === 0) return undefined;
+      const s = (x >>> 1) * 3;
+      const at = this.splits[s + 1]!;
+      if (b === BLOCK - 1 && a > 0 && a <= at) [lo, k, hi] = [this.splits[s]!, a, id];
+      else if (a === 0 && b < BLOCK - 1 && b + 1 >= at) [lo, k, hi] = [id, b + 1, this.splits[s + 2]!];
+      else return undefined;
+    }
+    if (lo === hi) {
+      this.freeBlock(c);
+      return lo;
+    }
+    if (c >= NO_BINDING) return this.newSplit(lo, k, hi);
+    const s = ((-3 - c) >>> 1) * 3; // rewrite the split in place
+    this.splits[s] = lo;
+    this.splits[s + 1] = k;
+    this.splits[s + 2] = hi;
+    return c;
+  }
+
+  private newSplit(lo: number, k: number, hi: number): number {
+    const idx = this.freeSplit.length > 0 ? this.freeSplit.pop()! : this.nSplit++;
+    if ((idx + 1) * 3 > this.splits.length) this.splits = grown(this.splits);
+    this.splits[idx * 3] = lo;
+    this.splits[idx * 3 + 1] = k;
+    this.splits[idx * 3 + 2] = hi;
+    return -3 - (idx * 2 + 1);
+  }
+
+  /** The 64 entries of a coarse entry's block, into t. */
+  private decodeBlock(c: number, t: Int32Array): void {
+    if (c >= NO_BINDING) {
+      t.fill(c);
+      return;
+    }
+    const x = -3 - c;
+    if ((x & 1) === 0) {
+      const base = (x >>> 1) * BLOCK;
+      for (let i = 0; i < BLOCK; i++) t[i] = this.fine[base + i]!;
+    } else {
+      const s = (x >>> 1) * 3;
+      const k = this.splits[s + 1]!;
+      for (let i = 0; i < BLOCK; i++) t[i] = i < k ? this.splits[s]! : this.splits[s + 2]!;
+    }
+  }
+
+  /** Give back the split or fine table a coarse entry refers to (nothing for a plain id). */
+  private freeBlock(c: number): void {
+    if (c >= NO_BINDING) return;
+    const x = -3 - c;
+    if ((x & 1) === 0) this.freeFine.push(x >>> 1);
+    else this.freeSplit.push(x >>> 1);
+  }
+
+  /** The coarse entry for a block's 64 entries: one id, a split (two owners), or a fine table. */
+  private encodeBlock(t: Int32Array): number {
+    let k = 0; // the port where the owner changes, 0 while it has not
+    for (let i = 1; i < BLOCK; i++) {
+      if (t[i] === t[i - 1]) continue;
+      if (k !== 0) {
+        k = -1; // a second change: only a fine table holds it
+        break;
+      }
+      k = i;
+    }
+    if (k === 0) return t[0]!;
+    if (k > 0) return this.newSplit(t[0]!, k, t[BLOCK - 1]!);
+    const idx = this.freeFine.length > 0 ? this.freeFine.pop()! : this.nFine++;
+    if ((idx + 1) * BLOCK > this.fine.length) this.fine = grown(this.fine);
+    this.fine.set(t, idx * BLOCK);
+    return -3 - idx * 2;
+  }
+
   /** Memory held by the table's typed arrays, in bytes (for the scale bench and metrics). */
   bytes(): number {
-    let n = this.live.byteLength + this.rec8.byteLength + this.h6.byteLength;
+    let n = this.live.byteLength + this.rec8.byteLength + this.h6.byteLength + this.hN.byteLength + this.nextName.byteLength;
     for (const e of this.addrs.values()) n += (e.coarse?.byteLength ?? 0) + (e.psidIds?.byteLength ?? 0);
-    n += this.fine.byteLength;
+    n += this.fine.byteLength + this.splits.byteLength;
     return n;
   }
+}
+
+/** A typed array of twice the length holding the same entries first. */
+function grown(a: Int32Array<ArrayBuffer>): Int32Array<ArrayBuffer> {
+  const b = new Int32Array(a.length * 2);
+  b.set(a);
+  return b;
 }
 
 function pow2AtLeast(n: number): number {
   let p = 16;
   while (p < n) p *= 2;
   return p;
+}
+
+/** A 32-bit hash of a name (FNV-1a over its UTF-16 code units, then a final mix). */
+function hashName(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  return h | 0; // signed: compared with Int32Array words
 }
 
 /** A 32-bit hash of 16 bytes (FNV-1a over four 32-bit words, then a final mix). */

@@ -104,11 +104,13 @@ export class Registrar implements RegistrationService {
     // bindings share the PortSet objects (immutable).
     const sets = new Map<string, PortSet>();
     const scratch = Buffer.alloc(16); // the table copies the address in
+    t.ensureCapacity(t.idLimit + this.d.store.count()); // one allocation, no regrowth or rehash per doubling
     for (const [subscriber, ipv6, ipv4, ports] of this.d.store.loadRows()) {
       try {
         let set = sets.get(ports);
         if (set === undefined) sets.set(ports, (set = parsePortSet(ports, { allowSystemPorts: true })));
-        const addr = ipv6.length === 32 && !ipv6.includes(':') && scratch.write(ipv6, 'hex') === 16 ? scratch : parseIpv6OrThrow(ipv6);
+        // Hex writing stops at the first non-hex digit: an address in text form never fills 16 bytes.
+        const addr = ipv6.length === 32 && scratch.write(ipv6, 'hex') === 16 ? scratch : parseIpv6OrThrow(ipv6);
         this.allocator.reserve(ipv4, set);
         try {
           // Every table binding in the pools is in the allocator (reserved above): reserve()

@@ -109,6 +109,11 @@ export class RegistrationStore {
     return this.db.prepare('SELECT subscriber, coalesce(ipv6_hex, ipv6), ipv4, ports FROM bindings ORDER BY rowid').raw().iterate() as IterableIterator<[string, string, number, string]>;
   }
 
+  /** How many rows (a start sizes the binding table from it before loading them). */
+  count(): number {
+    return this.db.prepare('SELECT count(*) FROM bindings').pluck().get() as number;
+  }
+
   get(fingerprint: string): StoredBinding | undefined {
     return this.stmtGet.get(fingerprint) as StoredBinding | undefined;
   }
