@@ -102,6 +102,74 @@ t.test('random adds, changes and removes agree with a brute-force model', async 
   }
 });
 
+t.test('neighbouring ranges that split 64-port blocks, and the name index, under churn', async (t) => {
+  // 100-port slots, trimmed at either end now and then: most 64-port blocks are shared by two
+  // bindings (a split), some by more (a fine table). Every port of every slot and every name's
+  // ids are checked against a plain model after adds, removes and renames.
+  const tbl = new BindingTable(16);
+  let seed = 12345;
+  const rnd = (n: number): number => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) % n;
+  };
+  const live = new Map<number, { name: string; slot: number; lo: number; hi: number }>();
+  const byName = new Map<string, number[]>();
+  const used = new Set<number>();
+  const SLOTS = 640;
+  const slotPort = (slot: number): number => 1024 + (slot & 63) * 100;
+  let portBad = 0;
+  let nameBad = 0;
+  for (let step = 0; step < 6000; step++) {
+    const op = rnd(10);
+    if (op < 6 || live.size === 0) {
+      const slot = rnd(SLOTS);
+      if (used.has(slot)) continue;
+      const lo = rnd(3) === 0 ? rnd(45) : 0;
+      const hi = rnd(3) === 0 ? rnd(45) : 0;
+      const name = `n${rnd(60)}`;
+      const ipv6 = Buffer.alloc(16);
+      ipv6.writeUInt32BE(rnd(100), 12);
+      const id = tbl.add({ subscriber: name, ipv6, ipv4: V4 + (slot >> 6), ports: new PortRange(slotPort(slot) + lo, slotPort(slot) + 99 - hi) });
+      used.add(slot);
+      live.set(id, { name, slot, lo, hi });
+      byName.set(name, [...(byName.get(name) ?? []), id]);
+    } else {
+      const ids = [...live.keys()];
+      const id = ids[rnd(ids.length)]!;
+      const b = live.get(id)!;
+      byName.get(b.name)!.splice(byName.get(b.name)!.indexOf(id), 1);
+      if (op < 8) {
+        tbl.remove(id);
+        live.delete(id);
+        used.delete(b.slot);
+      } else {
+        b.name = `n${rnd(60)}`;
+        tbl.change(id, { subscriber: b.name, ipv6: tbl.ipv6Of(id), ipv4: tbl.ipv4Of(id), ports: tbl.portsOf(id) });
+        byName.set(b.name, [...(byName.get(b.name) ?? []), id]);
+      }
+    }
+    if (step % 499 !== 0) continue;
+    const owner = new Map([...live].map(([id, b]) => [b.slot, { id, ...b }]));
+    for (let slot = 0; slot < SLOTS; slot++) {
+      for (let off = 0; off < 100; off++) {
+        const o = owner.get(slot);
+        const want = o !== undefined && off >= o.lo && off <= 99 - o.hi ? o.id : tbl.isShared(V4 + (slot >> 6)) ? NO_BINDING : NOT_SHARED;
+        if (tbl.lookupPort(V4 + (slot >> 6), slotPort(slot) + off) !== want) portBad++;
+      }
+    }
+    for (let i = 0; i < 60; i++) {
+      const got = [...tbl.findSubscriber(`n${i}`)].sort((a, b) => a - b);
+      const want = [...(byName.get(`n${i}`) ?? [])].sort((a, b) => a - b);
+      if (JSON.stringify(got) !== JSON.stringify(want)) nameBad++;
+    }
+  }
+  t.ok(live.size > 100, `${live.size} bindings live at the end`);
+  t.equal(portBad, 0, 'every port of every slot maps to its owner, or to no binding');
+  t.equal(nameBad, 0, 'every name finds exactly its bindings');
+});
+
 t.test('change keeps the id; remove frees the ports; several bindings per CPE', async (t) => {
   const tbl = new BindingTable();
   const changes: string[] = [];
