@@ -146,7 +146,7 @@ t.test('neighbouring ranges that split 64-port blocks, and the name index, under
         used.delete(b.slot);
       } else {
         b.name = `n${rnd(60)}`;
-        tbl.change(id, { subscriber: b.name, ipv6: tbl.ipv6Of(id), ipv4: tbl.ipv4Of(id), ports: tbl.portsOf(id) });
+        tbl.change(id, { subscriber: b.name, ipv6: tbl.ipv6Of(id), ipv4: tbl.ipv4Of(id), ports: tbl.portsOf(id)! });
         byName.set(b.name, [...(byName.get(b.name) ?? []), id]);
       }
     }
