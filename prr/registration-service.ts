@@ -147,7 +147,8 @@ export class Registrar implements RegistrationService {
     const name = this.nameOf(key);
     if (this.d.table.findSubscriber(name).length > 0) throw new ProtocolError(EXIT_REFUSED, `subscriber name ${name} is already bound on this PRR`);
     const { ipv4, set } = this.allocateFree(key, size);
-    const row: StoredBinding = { fingerprint: peer.fingerprint, subscriber: name, ipv6: req.ipv6, ipv4, ports: set.toString(), expires: this.now() + this.d.policy.leaseSeconds };
+    const now = this.now();
+    const row: StoredBinding = { fingerprint: peer.fingerprint, subscriber: name, ipv6: req.ipv6, ipv4, ports: set.toString(), expires: now + this.d.policy.leaseSeconds };
     try {
       this.d.store.put(row);
     } catch (err) {
@@ -163,7 +164,7 @@ export class Registrar implements RegistrationService {
       throw new ProtocolError(EXIT_REFUSED, (err as Error).message);
     }
     this.d.log.info(`registered ${name} (${peer.fingerprint}) from ${peer.address}: ${req.ipv6} ${ipv4ToString(ipv4)} ${set}`);
-    return this.reply(row);
+    return this.reply(row, now);
   }
 
   /** renew [--ipv6 ADDR] */
@@ -219,7 +220,7 @@ export class Registrar implements RegistrationService {
     this.keyOf(peer);
     const row = this.d.store.get(peer.fingerprint);
     if (row === undefined) throw new ProtocolError(EXIT_REFUSED, 'no binding for this key');
-    return this.reply(row);
+    return this.reply(row, this.now());
   }
 
   /** End the expired leases (see the file comment); returns how many bindings left the table and how many sets were freed. */
@@ -273,7 +274,8 @@ export class Registrar implements RegistrationService {
       this.allocator.release(placed.ipv4, placed.set);
       this.allocator.reserve(old.ipv4, oldSet);
     };
-    const row: StoredBinding = { ...old, ipv6: ipv6ToString(ipv6, 0), ipv4: placed.ipv4, ports: placed.set.toString(), expires: this.now() + this.d.policy.leaseSeconds };
+    const now = this.now();
+    const row: StoredBinding = { ...old, ipv6: ipv6ToString(ipv6, 0), ipv4: placed.ipv4, ports: placed.set.toString(), expires: now + this.d.policy.leaseSeconds };
     try {
       this.d.store.put(row);
     } catch (err) {
@@ -294,7 +296,7 @@ export class Registrar implements RegistrationService {
     }
     if (old.ipv6 !== row.ipv6) this.d.log.info(`${old.subscriber} moved: ${old.ipv6} -> ${text}`);
     if (stale) this.d.log.info(`${old.subscriber}: new set ${ipv4ToString(placed.ipv4)} ${placed.set} (was ${ipv4ToString(old.ipv4)} ${oldSet}): the key's options changed`);
-    return this.reply(row);
+    return this.reply(row, now);
   }
 
   /**
@@ -413,7 +415,12 @@ export class Registrar implements RegistrationService {
     throw new ProtocolError(EXIT_EXHAUSTED, `no free set of ${size} ports left in ${this.addrs.length} shared IPv4 addresses`);
   }
 
-  private reply(row: StoredBinding): LeaseReply {
+  /**
+   * The reply for a stored row, its lease counted from `now`: for register and renew the instant
+   * the lease was granted (expires = now + lease), so the reply carries the lease granted even when
+   * the clock ticks between the commit and the reply; for status the present.
+   */
+  private reply(row: StoredBinding, now: number): LeaseReply {
     const set = parsePortSet(row.ports, { allowSystemPorts: true });
     const r: LeaseReply = {
       subscriber: row.subscriber,
@@ -421,7 +428,7 @@ export class Registrar implements RegistrationService {
       shared_ipv4: ipv4ToString(row.ipv4),
       ports: row.ports,
       prr_ipv6: ipv6ToString(this.d.policy.prrIpv6, 0),
-      lease_seconds: Math.max(0, row.expires - this.now()),
+      lease_seconds: Math.max(0, row.expires - now),
       mtu: this.d.policy.tunnelMtu,
     };
     if (set.psid !== undefined) r.psid = { offset: set.psid.offset, length: set.psid.length, value: set.psid.id };

@@ -59,7 +59,7 @@ export interface Rig {
 }
 
 /** A registrar over a fresh table and the store in `dir` (reopened if it exists). */
-export function makeRig(dir: string, authorized: string, o: { pool?: number[]; policy?: Partial<RegistrationPolicy> } = {}): Rig {
+export function makeRig(dir: string, authorized: string, o: { pool?: number[]; policy?: Partial<RegistrationPolicy>; now?: () => number } = {}): Rig {
   const table = new BindingTable();
   const store = new RegistrationStore(path.join(dir, 'registrations.db'));
   const keys = parseAuthorizedKeys(authorized, 'authorized_keys');
@@ -68,6 +68,7 @@ export function makeRig(dir: string, authorized: string, o: { pool?: number[]; p
     table, store, keys: () => keys, log,
     poolAddresses: o.pool ?? [0xc0000201, 0xc0000202], // 192.0.2.1, 192.0.2.2
     policy: { ...POLICY, ...o.policy },
+    ...(o.now !== undefined ? { now: o.now } : {}),
   });
   registrar.start();
   return { dir, table, store, registrar, keys, log };

@@ -43,7 +43,7 @@ t.test('register, sticky, move, renew, status, release; store survives reopen', 
   t.equal(r1.exitCode, 0, r1.stderr);
   const l1 = JSON.parse(r1.stdout);
   t.match(l1, { subscriber: 'cpe7', ipv6: '2001:db8:1::1', shared_ipv4: '192.0.2.1', ports: '1024-2023', prr_ipv6: '2001:db8:ffff::1', mtu: 1460 });
-  t.ok(l1.lease_seconds >= 3599 && l1.lease_seconds <= 3600, `lease ${l1.lease_seconds} s (a second may tick between commit and reply)`);
+  t.equal(l1.lease_seconds, 3600, 'the lease granted');
   t.equal(rig.table.size, 1);
 
   const r2 = JSON.parse(runCommand(rig.registrar, pa, 'register --ipv6 2001:db8:1::2 --ports 3000').stdout);
@@ -72,6 +72,23 @@ t.test('register, sticky, move, renew, status, release; store survives reopen', 
   t.equal(runCommand(again.registrar, pa, 'status').exitCode, EXIT_REFUSED);
   t.equal(again.registrar.allocator.allocated, 1, 'the set went back to the pool');
   again.store.close();
+});
+
+t.test('the reply carries the lease granted, even when the clock ticks between commit and reply', async (t) => {
+  const dir = tempDir('tick');
+  const a = makeKey(dir, 'a');
+  let clock = 1_700_000_000;
+  const rig = makeRig(dir, `name=cpe7 ${a.pub}\n`, { now: () => clock++ }); // every reading is a second later
+  const pa: Peer = { fingerprint: fpOf(a.pub), address: 'test' };
+  const reg = JSON.parse(runCommand(rig.registrar, pa, 'register --ipv6 2001:db8:1::1').stdout);
+  t.equal(reg.lease_seconds, 3600, 'register');
+  const granted = rig.store.get(pa.fingerprint)!.expires;
+  t.equal(JSON.parse(runCommand(rig.registrar, pa, 'renew').stdout).lease_seconds, 3600, 'renew');
+  t.ok(rig.store.get(pa.fingerprint)!.expires > granted, 'the renewal was stored');
+  t.equal(JSON.parse(runCommand(rig.registrar, pa, 'register --ipv6 2001:db8:1::2').stdout).lease_seconds, 3600, 'register again (a move)');
+  const left = JSON.parse(runCommand(rig.registrar, pa, 'status').stdout).lease_seconds;
+  t.ok(left < 3600 && left > 3590, `status counts down: ${left} s left`);
+  rig.store.close();
 });
 
 t.test('policy: --ports bounds, malformed changes nothing, exhaustion', async (t) => {
