@@ -22,10 +22,11 @@
  * Ids are stable: a change of IPv6 address, MTU or port set keeps the id, so counters survive it.
  *
  * Memory (1,000,000 bindings must fit well under 512 MB with everything else): per binding one
- * 32-byte record (below), one name string; port sets are stored as numbers in the record and
- * rebuilt as PortSet objects only when the control plane asks (portsOf). Per shared address 4 KiB
- * (block mode) or 4·2^k bytes (PSID mode); the IPv6 index and the name index are open-addressing
- * hashes of Int32 (a Map of a million names cost ~40 MB and a quarter of a restart's load time).
+ * 32-byte record (below) and its name's UTF-8 bytes (prr/name-index.ts: no string per binding);
+ * port sets are stored as numbers in the record and rebuilt as PortSet objects only when the
+ * control plane asks (portsOf). Per shared address 4 KiB (block mode) or 4·2^k bytes (PSID mode);
+ * the IPv6 index and the name index are open-addressing hashes of Int32 (a Map of a million names
+ * cost ~40 MB and a quarter of a restart's load time).
  *
  * The record holds everything a packet needs once the id is known, so a lookup in a big table
  * touches one cache line of it (records are 32-byte aligned in one ArrayBuffer):
@@ -39,6 +40,7 @@
  */
 import { PortRange, PsidSet, type PortSet } from '../common/portset.js';
 import { PortSetError } from '../common/errors.js';
+import { NameIndex } from './name-index.js';
 
 export const NO_BINDING = -1; // shared address, but no binding holds this port
 export const NOT_SHARED = -2; // not one of the shared addresses
@@ -87,9 +89,8 @@ export class BindingTable {
   private rec8: Uint8Array; // the records, bytewise (IPv6 addresses)
   private rec32: Uint32Array; // the same records, by 32-bit word
   private rec32s: Int32Array; // the same, signed (the IPv6 chain)
-  /** Subscriber name by id; names.length === used (grown by push: a holey array of a million is slow). */
-  private names: Array<string | undefined> = [];
-  private nextName: Int32Array; // next binding of the same subscriber name, in the order added
+  /** Subscriber names by id and the index name -> ids (UTF-8 bytes in one heap: prr/name-index.ts). */
+  private readonly names: NameIndex;
   private freeIds: number[] = [];
   private used = 0;
   private nLive = 0;
@@ -107,14 +108,12 @@ export class BindingTable {
   private freeSplit: number[] = [];
   private readonly scratch = new Int32Array(BLOCK); // one block being rewritten
 
-  // IPv6 index: open addressing, linear probing; slot holds id + 1, 0 empty, -1 deleted.
+  // IPv6 index: open addressing, linear probing; a slot is two words, the first id of the
+  // address + 1 (0 empty, -1 deleted) and the address's hash: a probe compares hashes and reads a
+  // record only when they match, and a rehash reads no record (at a million bindings each record
+  // read is a cache miss).
   private h6: Int32Array;
   private h6Used = 0;
-  // Name index: the same shape, but a slot is two words, the first id of the name + 1 and the
-  // name's hash: a probe compares hashes, and reads a name string only when they match (at a
-  // million names each string read is a cache miss).
-  private hN: Int32Array;
-  private hNUsed = 0;
 
   /** Called with the id of every binding that was added, changed or removed (for counters, metrics). */
   onChange: ((id: number, what: 'add' | 'change' | 'remove') => void) | undefined;
@@ -126,9 +125,8 @@ export class BindingTable {
     this.rec8 = new Uint8Array(buf);
     this.rec32 = new Uint32Array(buf);
     this.rec32s = new Int32Array(buf);
-    this.nextName = new Int32Array(this.cap);
-    this.h6 = new Int32Array(pow2AtLeast(this.cap * 2));
-    this.hN = new Int32Array(2 * pow2AtLeast(this.cap * 2));
+    this.names = new NameIndex(this.cap);
+    this.h6 = new Int32Array(2 * pow2AtLeast(this.cap * 2));
   }
 
   /** Make room for `n` bindings in all, at once (a restart knows its row count: no regrowth, no rehash). */
@@ -174,11 +172,13 @@ export class BindingTable {
 
   /** First binding of the CPE whose IPv6 address is buf[off..off+16], or NO_BINDING. */
   lookupIpv6(buf: Uint8Array, off: number): number {
-    const mask = this.h6.length - 1;
-    for (let s = hash16(buf, off) & mask; ; s = (s + 1) & mask) {
-      const v = this.h6[s]!;
+    const h6 = this.h6;
+    const h = hash16(buf, off);
+    const mask = (h6.length >>> 1) - 1;
+    for (let s = h & mask; ; s = (s + 1) & mask) {
+      const v = h6[2 * s]!;
       if (v === 0) return NO_BINDING;
-      if (v > 0 && this.ipv6Is(v - 1, buf, off)) return v - 1;
+      if (v > 0 && h6[2 * s + 1] === h && this.ipv6Is(v - 1, buf, off)) return v - 1;
     }
   }
 
@@ -226,7 +226,7 @@ export class BindingTable {
   }
 
   subscriberOf(id: number): string | undefined {
-    return this.isLive(id) ? this.names[id] : undefined;
+    return this.isLive(id) ? this.names.nameOf(id) : undefined;
   }
 
   portsOf(id: number): PortSet | undefined {
@@ -252,66 +252,8 @@ export class BindingTable {
   /** Ids of the bindings of one subscriber name, in the order they were added. */
   findSubscriber(name: string): number[] {
     const ids: number[] = [];
-    const s = this.nameSlot(name);
-    for (let id = s < 0 ? NO_BINDING : this.hN[2 * s]! - 1; id >= 0; id = this.nextName[id]!) ids.push(id);
+    for (let id = this.names.first(name); id >= 0; id = this.names.next(id)) ids.push(id);
     return ids;
-  }
-
-  /** The name index slot holding the first binding of `name`, or -1. */
-  private nameSlot(name: string): number {
-    const h = hashName(name);
-    const mask = (this.hN.length >>> 1) - 1;
-    for (let s = h & mask; ; s = (s + 1) & mask) {
-      const v = this.hN[2 * s]!;
-      if (v === 0) return -1;
-      if (v > 0 && this.hN[2 * s + 1] === h && this.names[v - 1] === name) return s;
-    }
-  }
-
-  /** Index binding `id` under `name` (names[id] may not be set yet), after the name's other bindings. */
-  private nameAdd(name: string, id: number): void {
-    this.nextName[id] = NO_BINDING;
-    const s = this.nameSlot(name);
-    if (s >= 0) {
-      let p = this.hN[2 * s]! - 1;
-      while (this.nextName[p]! >= 0) p = this.nextName[p]!;
-      this.nextName[p] = id;
-      return;
-    }
-    if ((this.hNUsed + 1) * 4 > this.hN.length) this.rehashN(pow2AtLeast(Math.max(this.cap * 2, (this.nLive + 1) * 4)));
-    this.nameSlotPut(hashName(name), id + 1);
-  }
-
-  /** Put (first id + 1, hash) in the first free or deleted slot of the hash's probe sequence. */
-  private nameSlotPut(h: number, v: number): void {
-    const mask = (this.hN.length >>> 1) - 1;
-    let t = h & mask;
-    while (this.hN[2 * t]! > 0) t = (t + 1) & mask;
-    if (this.hN[2 * t] === 0) this.hNUsed++;
-    this.hN[2 * t] = v;
-    this.hN[2 * t + 1] = h;
-  }
-
-  /** Take binding `id` out of the index of `name` (names[id] still holds it, or another id of the name heads it). */
-  private nameDel(name: string, id: number): void {
-    const s = this.nameSlot(name);
-    if (s < 0) return;
-    const head = this.hN[2 * s]! - 1;
-    const next = this.nextName[id]!;
-    if (head === id) this.hN[2 * s] = next >= 0 ? next + 1 : -1;
-    else {
-      let p = head;
-      while (this.nextName[p]! >= 0 && this.nextName[p] !== id) p = this.nextName[p]!;
-      if (this.nextName[p] === id) this.nextName[p] = next;
-    }
-    this.nextName[id] = NO_BINDING;
-  }
-
-  private rehashN(slots: number): void {
-    const old = this.hN;
-    this.hN = new Int32Array(2 * slots);
-    this.hNUsed = 0;
-    for (let i = 0; i < old.length; i += 2) if (old[i]! > 0) this.nameSlotPut(old[i + 1]!, old[i]!);
   }
 
   /** The live binding whose ports overlap `set` on `ipv4`, or NO_BINDING. */
@@ -340,13 +282,31 @@ export class BindingTable {
     if (b.ipv6.length !== 16) throw new PortSetError(`binding ${b.subscriber}: IPv6 address must be 16 bytes`);
     const clash = noOverlapCheck ? NO_BINDING : this.overlapping(b.ipv4, b.ports);
     if (clash >= 0) {
-      throw new PortSetError(`binding ${b.subscriber}: ports ${b.ports.toString()} overlap subscriber ${this.names[clash]} (${this.setOf(clash).toString()})`);
+      throw new PortSetError(`binding ${b.subscriber}: ports ${b.ports.toString()} overlap subscriber ${this.names.nameOf(clash)} (${this.setOf(clash).toString()})`);
     }
+    const id = this.newId();
+    this.names.set(id, b.subscriber);
+    return this.place(id, b);
+  }
+
+  /**
+   * add(b, true) for a start from the registration store: the subscriber name is given as UTF-8
+   * bytes, name[start..end) (b.subscriber is not read), so that a million bindings make no string.
+   */
+  addNamed(b: BindingInput, name: Uint8Array, start: number, end: number): number {
+    const id = this.newId();
+    this.names.setBytes(id, name, start, end);
+    return this.place(id, b);
+  }
+
+  private newId(): number {
     const id = this.freeIds.length > 0 ? this.freeIds.pop()! : this.used++;
     if (id >= this.cap) this.grow(this.cap * 2);
-    if (id === this.names.length) this.names.push(b.subscriber);
-    else this.names[id] = b.subscriber;
-    this.nameAdd(b.subscriber, id);
+    return id;
+  }
+
+  /** The rest of an add, once the id is named. */
+  private place(id: number, b: BindingInput): number {
     this.writeFields(id, b);
     this.index6(id);
     this.placePorts(id, b.ipv4, b.ports);
@@ -363,7 +323,7 @@ export class BindingTable {
     if (!this.isLive(id)) throw new PortSetError(`binding ${id} does not exist`);
     const clash = this.overlapping(b.ipv4, b.ports, id);
     if (clash >= 0) {
-      throw new PortSetError(`binding ${b.subscriber}: ports ${b.ports.toString()} overlap subscriber ${this.names[clash]} (${this.setOf(clash).toString()})`);
+      throw new PortSetError(`binding ${b.subscriber}: ports ${b.ports.toString()} overlap subscriber ${this.names.nameOf(clash)} (${this.setOf(clash).toString()})`);
     }
     const oldV4 = this.ipv4Of(id);
     const oldSet = this.setOf(id);
@@ -371,10 +331,9 @@ export class BindingTable {
     const sameV6 = this.ipv6Is(id, b.ipv6, 0);
     if (!sameV6) this.unindex6(id);
     if (!samePorts) this.clearPorts(id, oldV4, oldSet);
-    if (this.names[id] !== b.subscriber) {
-      this.nameDel(this.names[id]!, id);
-      this.names[id] = b.subscriber;
-      this.nameAdd(b.subscriber, id);
+    if (!this.names.is(id, b.subscriber)) {
+      this.names.remove(id);
+      this.names.set(id, b.subscriber);
     }
     this.writeFields(id, b);
     if (!sameV6) this.index6(id);
@@ -387,8 +346,7 @@ export class BindingTable {
     this.unindex6(id);
     this.clearPorts(id, this.ipv4Of(id), this.setOf(id));
     this.live[id] = FREE;
-    this.nameDel(this.names[id]!, id);
-    this.names[id] = undefined;
+    this.names.remove(id);
     this.freeIds.push(id);
     this.nLive--;
     this.onChange?.(id, 'remove');
@@ -420,48 +378,69 @@ export class BindingTable {
     this.rec8 = new Uint8Array(buf);
     this.rec32 = new Uint32Array(buf);
     this.rec32s = new Int32Array(buf);
-    const nextName = new Int32Array(cap);
-    nextName.set(this.nextName);
-    this.nextName = nextName;
+    this.names.grow(cap);
     this.cap = cap;
-    if (this.h6.length < cap * 2) this.rehash6(pow2AtLeast(cap * 2));
-    if (this.hN.length < cap * 4) this.rehashN(pow2AtLeast(cap * 2));
+    if (this.h6.length < cap * 4) this.rehash6(pow2AtLeast(cap * 2));
   }
 
   // ---- IPv6 index --------------------------------------------------------------------------
 
   private index6(id: number): void {
     const n6 = this.rec32s;
-    const head = this.lookupIpv6(this.rec8, id * REC_BYTES);
-    if (head >= 0) {
-      // Another binding of the same CPE: chain after the head.
-      n6[id * REC + W_NEXT6] = n6[head * REC + W_NEXT6]!;
-      n6[head * REC + W_NEXT6] = id;
-      return;
+    const a6 = this.rec8;
+    const at = id * REC_BYTES;
+    const h = hash16(a6, at);
+    // One probe: the address's slot (another binding of the same CPE: chain after its head), else
+    // the first deleted or the empty slot that ends the probe.
+    let h6 = this.h6;
+    let mask = (h6.length >>> 1) - 1;
+    let free = -1;
+    let s = h & mask;
+    for (; ; s = (s + 1) & mask) {
+      const v = h6[2 * s]!;
+      if (v === 0) break;
+      if (v < 0) {
+        if (free < 0) free = s;
+      } else if (h6[2 * s + 1] === h && this.ipv6Is(v - 1, a6, at)) {
+        const head = v - 1;
+        n6[id * REC + W_NEXT6] = n6[head * REC + W_NEXT6]!;
+        n6[head * REC + W_NEXT6] = id;
+        return;
+      }
     }
     n6[id * REC + W_NEXT6] = NO_BINDING;
-    if ((this.h6Used + 1) * 2 > this.h6.length) this.rehash6(this.h6.length * 2);
-    const mask = this.h6.length - 1;
-    let s = hash16(this.rec8, id * REC_BYTES) & mask;
-    while (this.h6[s]! > 0) s = (s + 1) & mask;
-    if (this.h6[s] === 0) this.h6Used++;
-    this.h6[s] = id + 1;
+    if (free < 0) {
+      if ((this.h6Used + 1) * 4 > h6.length) {
+        // Twice the live addresses' room at least: deleted marks go, and churn does not grow it.
+        this.rehash6(pow2AtLeast(Math.max(this.cap * 2, (this.nLive + 1) * 4)));
+        h6 = this.h6;
+        mask = (h6.length >>> 1) - 1;
+        for (s = h & mask; h6[2 * s] !== 0; s = (s + 1) & mask);
+      }
+      this.h6Used++;
+      free = s;
+    }
+    h6[2 * free] = id + 1;
+    h6[2 * free + 1] = h;
   }
 
   private unindex6(id: number): void {
-    const mask = this.h6.length - 1;
+    const h6 = this.h6;
+    const mask = (h6.length >>> 1) - 1;
     const n6 = this.rec32s;
     const next = (x: number): number => n6[x * REC + W_NEXT6]!;
-    let s = hash16(this.rec8, id * REC_BYTES) & mask;
-    for (; this.h6[s] !== 0; s = (s + 1) & mask) {
-      const v = this.h6[s]!;
-      if (v > 0 && this.ipv6Is(v - 1, this.rec8, id * REC_BYTES)) break;
+    const at = id * REC_BYTES;
+    const h = hash16(this.rec8, at);
+    let s = h & mask;
+    for (; h6[2 * s] !== 0; s = (s + 1) & mask) {
+      const v = h6[2 * s]!;
+      if (v > 0 && h6[2 * s + 1] === h && this.ipv6Is(v - 1, this.rec8, at)) break;
     }
-    const head = this.h6[s]! - 1;
+    const head = h6[2 * s]! - 1;
     if (head < 0) return;
     if (head === id) {
       const nxt = next(id);
-      this.h6[s] = nxt >= 0 ? nxt + 1 : -1;
+      h6[2 * s] = nxt >= 0 ? nxt + 1 : -1;
     } else {
       let p = head;
       while (next(p) !== id && next(p) >= 0) p = next(p);
@@ -470,18 +449,24 @@ export class BindingTable {
     n6[id * REC + W_NEXT6] = NO_BINDING;
   }
 
-  private rehash6(size: number): void {
+  /** A new IPv6 index of `slots` slots, without the deleted marks (the hashes are in the slots: no record is read). */
+  private rehash6(slots: number): void {
     const old = this.h6;
-    this.h6 = new Int32Array(size);
-    this.h6Used = 0;
-    const mask = size - 1;
-    for (const v of old) {
+    const h6 = new Int32Array(2 * slots);
+    const mask = slots - 1;
+    let used = 0;
+    for (let i = 0; i < old.length; i += 2) {
+      const v = old[i]!;
       if (v <= 0) continue;
-      let s = hash16(this.rec8, (v - 1) * REC_BYTES) & mask;
-      while (this.h6[s] !== 0) s = (s + 1) & mask;
-      this.h6[s] = v;
-      this.h6Used++;
+      const h = old[i + 1]!;
+      let s = h & mask;
+      while (h6[2 * s] !== 0) s = (s + 1) & mask;
+      h6[2 * s] = v;
+      h6[2 * s + 1] = h;
+      used++;
     }
+    this.h6 = h6;
+    this.h6Used = used;
   }
 
   // ---- port index --------------------------------------------------------------------------
@@ -668,7 +653,7 @@ export class BindingTable {
 
   /** Memory held by the table's typed arrays, in bytes (for the scale bench and metrics). */
   bytes(): number {
-    let n = this.live.byteLength + this.rec8.byteLength + this.h6.byteLength + this.hN.byteLength + this.nextName.byteLength;
+    let n = this.live.byteLength + this.rec8.byteLength + this.h6.byteLength + this.names.bytes();
     for (const e of this.addrs.values()) n += (e.coarse?.byteLength ?? 0) + (e.psidIds?.byteLength ?? 0);
     n += this.fine.byteLength + this.splits.byteLength;
     return n;
@@ -688,16 +673,6 @@ function pow2AtLeast(n: number): number {
   return p;
 }
 
-/** A 32-bit hash of a name (FNV-1a over its UTF-16 code units, then a final mix). */
-function hashName(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  return h | 0; // signed: compared with Int32Array words
-}
-
 /** A 32-bit hash of 16 bytes (FNV-1a over four 32-bit words, then a final mix). */
 function hash16(b: Uint8Array, o: number): number {
   let h = 0x811c9dc5;
@@ -708,5 +683,5 @@ function hash16(b: Uint8Array, o: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
-  return h >>> 0;
+  return h | 0; // signed: compared with Int32Array words
 }

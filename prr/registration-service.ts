@@ -35,9 +35,12 @@ import {
   EXIT_EXHAUSTED, EXIT_INTERNAL, EXIT_REFUSED, ProtocolError,
   type LeaseReply, type Peer, type RegisterRequest, type RegistrationService, type ReleaseReply,
 } from '../provisioning/protocol.js';
-import type { BindingTable } from './bindings.js';
+import type { BindingInput, BindingTable } from './bindings.js';
 import type { KeyEntry } from './registration-keys.js';
-import type { RegistrationStore, StoredBinding } from './store.js';
+import { LOAD_REC, setOfRecord, type RegistrationStore, type StoredBinding } from './store.js';
+
+/** Entries of the start's cache of port sets (a prime: set numbers are far from random). */
+const SET_CACHE = 4093;
 
 export interface RegistrationPolicy {
   minPorts: number;
@@ -100,32 +103,52 @@ export class Registrar implements RegistrationService {
     }
     let loaded = 0;
     let skipped = 0;
-    // A million rows hold a few thousand distinct sets at most: parse each text once, and let the
-    // bindings share the PortSet objects (immutable).
-    const sets = new Map<string, PortSet>();
-    const scratch = Buffer.alloc(16); // the table copies the address in
+    const notRestored = (name: string, why: string): void => {
+      skipped++;
+      this.d.log.error(`${this.d.store.file}: registration of ${name} not restored: ${why}`);
+    };
+    // A million rows hold a few thousand distinct sets at most: make each PortSet once, and let
+    // the bindings share them (immutable). A direct-mapped cache by set number and kind, in typed
+    // arrays: a Map keyed by a number above 2^31 boxes it, a million times.
+    const cacheWord = new Uint32Array(SET_CACHE);
+    const cacheKind = new Uint8Array(SET_CACHE); // 0: empty
+    const cacheSet: PortSet[] = [];
+    const ipv6 = Buffer.alloc(16); // the table copies the address in
+    // One input, rewritten per row: no object per binding (addNamed reads the name from the block).
+    const input: BindingInput = { subscriber: '', ipv6, ipv4: 0, ports: new PortRange(0, 0, { allowSystemPorts: true }) };
     t.ensureCapacity(t.idLimit + this.d.store.count()); // one allocation, no regrowth or rehash per doubling
-    for (const [subscriber, ipv6, ipv4, ports] of this.d.store.loadRows()) {
-      try {
-        let set = sets.get(ports);
-        if (set === undefined) sets.set(ports, (set = parsePortSet(ports, { allowSystemPorts: true })));
-        // Hex writing stops at the first non-hex digit: an address in text form never fills 16 bytes.
-        const addr = ipv6.length === 32 && scratch.write(ipv6, 'hex') === 16 ? scratch : parseIpv6OrThrow(ipv6);
-        this.allocator.reserve(ipv4, set);
+    for (const block of this.d.store.loadBlocks()) {
+      const { recs, names, nameAt } = block;
+      for (let i = 0, o = 0; i < block.n; i++, o += LOAD_REC) {
+        for (let j = 0; j < 16; j++) ipv6[j] = recs[o + j]!;
+        const ipv4 = recs.readUInt32BE(o + 16);
+        const word = recs.readUInt32BE(o + 20);
+        const kind = recs[o + 24]!;
+        const slot = (Math.imul(word ^ kind, 0x9e3779b1) >>> 0) % SET_CACHE;
+        let set = cacheKind[slot] === kind && cacheWord[slot] === word ? cacheSet[slot] : undefined;
+        let reserved = false;
         try {
-          // Every table binding in the pools is in the allocator (reserved above): reserve()
-          // just proved this set overlaps none of them.
-          t.add({ subscriber, ipv6: addr, ipv4, ports: set }, true);
-          this.live++;
+          if (set === undefined) {
+            cacheSet[slot] = set = setOfRecord(word, kind);
+            cacheWord[slot] = word;
+            cacheKind[slot] = kind;
+          }
+          this.allocator.reserve(ipv4, set);
+          reserved = true;
+          // Every table binding in the pools is in the allocator (reserved above): reserve() just
+          // proved this set overlaps none of them.
+          input.ipv4 = ipv4;
+          input.ports = set;
+          t.addNamed(input, names, nameAt[i]!, nameAt[i + 1]! - 1);
         } catch (err) {
-          this.allocator.release(ipv4, set);
-          throw err;
+          if (reserved) this.allocator.release(ipv4, set!);
+          notRestored(names.toString('utf8', nameAt[i], nameAt[i + 1]! - 1), (err as Error).message);
+          continue;
         }
+        this.live++;
         loaded++;
-      } catch (err) {
-        skipped++;
-        this.d.log.error(`${this.d.store.file}: registration of ${subscriber} not restored: ${(err as Error).message}`);
       }
+      for (const b of block.bad) notRestored(b.subscriber, b.error);
     }
     return { loaded, skipped };
   }
