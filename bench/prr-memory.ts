@@ -14,7 +14,6 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { Lab, type Host } from '../test/lab/lab.js';
 import { distPath } from '../test/lab/paths.js';
 import { RegistrationStore } from '../prr/store.js';
@@ -32,21 +31,19 @@ function flag(args: string[], name: string): string | undefined {
   return i >= 0 ? args[i + 1] : undefined;
 }
 
-/** A store with n registered bindings, written in one transaction. */
+/** A store with n registered bindings, written in one transaction (as the PRR writes them: RegistrationStore.putAll). */
 function writeStore(file: string, n: number): void {
-  new RegistrationStore(file).close(); // the schema
-  const db = new Database(file);
-  const put = db.prepare('INSERT INTO bindings (fingerprint, subscriber, ipv6, ipv4, ports, expires, updated) VALUES (?, ?, ?, ?, ?, ?, 0)');
+  const store = new RegistrationStore(file);
   const expires = Math.floor(Date.now() / 1000) + 86_400;
-  db.transaction(() => {
+  store.putAll((function* () {
     for (let i = 0; i < n; i++) {
       const a = Math.floor(i / REG_SLOTS);
       const ipv4 = a < 256 ? (0xc0000200 | a) >>> 0 : (0xcb007100 | (a - 256)) >>> 0;
       const first = 1024 + (i % REG_SLOTS) * REG_PORTS;
-      put.run(`SHA256:bench${i}`, `r${i}`, genIpv6(i), ipv4, `${first}-${first + REG_PORTS - 1}`, expires);
+      yield { fingerprint: `SHA256:bench${i}`, subscriber: `r${i}`, ipv6: genIpv6(i), ipv4, ports: `${first}-${first + REG_PORTS - 1}`, expires };
     }
-  })();
-  db.close();
+  })());
+  store.close();
 }
 
 function registrationIni(dir: string, control: string): string {

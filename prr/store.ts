@@ -63,6 +63,8 @@ export interface LoadBlock {
   nameAt: Uint32Array;
   /** Rows of this block that cannot be loaded (their text does not parse), with the reason. */
   bad: Array<{ subscriber: string; error: string }>;
+  /** Read row by row (rows without a record, or a block whose fast read did not add up). */
+  rowByRow: boolean;
 }
 
 /** Rows per block of a start: big enough that the per-block cost vanishes, small enough to stream. */
@@ -274,7 +276,7 @@ function splitNames(recs: Buffer, names: Buffer): LoadBlock | undefined {
   }
   if (i !== n) return undefined;
   nameAt[n] = names.length + 1;
-  return { n, recs, names, nameAt, bad: [] };
+  return { n, recs, names, nameAt, bad: [], rowByRow: false };
 }
 
 /** A block from rows read one by one: [subscriber, rec or null, ipv6, ipv4, ports]; a missing or damaged record is made from the text. */
@@ -297,5 +299,5 @@ function blockOf(rows: Array<[string, Buffer | null, string, number, string]>): 
   }
   const nameAt = new Uint32Array(names.length + 1);
   for (let i = 0; i < names.length; i++) nameAt[i + 1] = nameAt[i]! + names[i]!.length + 1;
-  return { n: recs.length, recs: Buffer.concat(recs), names: Buffer.concat(names.flatMap((b) => [b, Buffer.of(NL)])), nameAt, bad };
+  return { n: recs.length, recs: Buffer.concat(recs), names: Buffer.concat(names.flatMap((b) => [b, Buffer.of(NL)])), nameAt, bad, rowByRow: true };
 }

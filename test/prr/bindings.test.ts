@@ -159,6 +159,7 @@ t.test('neighbouring ranges that split 64-port blocks, and the name index, under
         if (tbl.lookupPort(V4 + (slot >> 6), slotPort(slot) + off) !== want) portBad++;
       }
     }
+    for (const [id, b] of live) if (tbl.subscriberOf(id) !== b.name) nameBad++;
     for (let i = 0; i < 60; i++) {
       const got = [...tbl.findSubscriber(`n${i}`)].sort((a, b) => a - b);
       const want = [...(byName.get(`n${i}`) ?? [])].sort((a, b) => a - b);
@@ -168,6 +169,65 @@ t.test('neighbouring ranges that split 64-port blocks, and the name index, under
   t.ok(live.size > 100, `${live.size} bindings live at the end`);
   t.equal(portBad, 0, 'every port of every slot maps to its owner, or to no binding');
   t.equal(nameBad, 0, 'every name finds exactly its bindings');
+});
+
+t.test('the IPv6 index under churn: shared addresses chained, deleted slots reused', async (t) => {
+  const tbl = new BindingTable(16);
+  let seed = 4242;
+  const rnd = (n: number): number => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) % n;
+  };
+  const ADDRS = 300;
+  const live = new Map<number, number>(); // id -> address number
+  const freeV4: number[] = [];
+  let nextV4 = V4;
+  let bad = 0;
+  for (let step = 0; step < 30_000; step++) {
+    const op = rnd(10);
+    const ids = [...live.keys()];
+    if (op < 4 || ids.length < 10) {
+      // A shared IPv4 address per binding: the ports never clash, only IPv6 addresses are shared.
+      const a = rnd(ADDRS);
+      live.set(tbl.add(bind(`c${a}`, a, new PortRange(2000, 2999), freeV4.pop() ?? nextV4++)), a);
+    } else if (op < 8) {
+      const id = ids[rnd(ids.length)]!;
+      freeV4.push(tbl.ipv4Of(id));
+      tbl.remove(id);
+      live.delete(id);
+    } else {
+      const id = ids[rnd(ids.length)]!;
+      const a = rnd(ADDRS);
+      tbl.change(id, { subscriber: tbl.subscriberOf(id)!, ipv6: v6(a), ipv4: tbl.ipv4Of(id), ports: tbl.portsOf(id)! });
+      live.set(id, a);
+    }
+    if (step % 1499 !== 0) continue;
+    for (let a = 0; a < ADDRS + 5; a++) {
+      const got: number[] = [];
+      for (let x = tbl.lookupIpv6(v6(a), 0); x !== NO_BINDING && got.length <= live.size; x = tbl.nextOfIpv6(x)) got.push(x);
+      const wanted = [...live].filter(([, b]) => b === a).map(([id]) => id);
+      if (JSON.stringify(got.sort((x, y) => x - y)) !== JSON.stringify(wanted.sort((x, y) => x - y))) bad++;
+    }
+  }
+  t.ok(live.size > 100, `${live.size} bindings live at the end`);
+  t.equal(bad, 0, 'every address finds exactly its bindings; addresses without any find none');
+});
+
+t.test('addNamed: the name from bytes, as add() names it', async (t) => {
+  const tbl = new BindingTable();
+  const names = Buffer.from('one\nzwei\n', 'utf8');
+  const a = tbl.addNamed(bind('ignored', 1, new PortRange(2000, 2999)), names, 0, 3);
+  const b = tbl.addNamed(bind('ignored', 2, new PortRange(3000, 3999)), names, 4, 8);
+  const c = tbl.add(bind('one', 3, new PortRange(4000, 4999)));
+  t.same(tbl.findSubscriber('one'), [a, c]);
+  t.same(tbl.findSubscriber('zwei'), [b]);
+  t.same(tbl.findSubscriber('ignored'), []);
+  t.equal(tbl.subscriberOf(b), 'zwei');
+  t.equal(tbl.lookupIpv6(v6(2), 0), b);
+  t.equal(tbl.lookupPort(V4, 3500), b);
+  t.throws(() => tbl.add(bind('x', 4, new PortRange(3500, 3600))), /overlap subscriber zwei/);
 });
 
 t.test('change keeps the id; remove frees the ports; several bindings per CPE', async (t) => {
