@@ -57,6 +57,7 @@ export class PortAllocator {
   private lowWord = 0; // no word of hasFree below this one has a bit set
   private readonly odd = new Map<number, PortSet[]>(); // reservations that are not one slot
   private count = 0;
+  private lastIdx = 0; // the address index found last
 
   constructor(addresses: Iterable<number>, policy: AllocationPolicy) {
     const list = [...addresses];
@@ -130,9 +131,18 @@ export class PortAllocator {
   /** Hold `set` on `addr` (a static binding). Throws PortSetError naming both sets on overlap. */
   reserve(addr: number, set: PortSet): void {
     const idx = this.indexOf(addr);
+    const slot = this.slotOf(set);
+    if (slot >= 0 && !this.odd.has(idx)) {
+      // Exactly one slot, on an address without odd reservations: the usual case (a restart
+      // reserves a million of them), without the general case's arrays.
+      if (this.isSet(idx, slot)) throw clash(addr, set, this.slotSet(slot), 'allocated');
+      this.take(idx, slot);
+      this.held[idx] = (this.held[idx] ?? 0) + 1;
+      this.count++;
+      return;
+    }
     const odd = this.odd.get(idx) ?? [];
     for (const r of odd) if (r.overlaps(set)) throw clash(addr, set, r, 'reserved');
-    const slot = this.slotOf(set);
     const touched = slot >= 0 ? [slot] : this.touchedSlots(set);
     for (const s of touched) {
       if (this.isSet(idx, s) && !odd.some((r) => r.overlaps(this.slotSet(s)))) throw clash(addr, set, this.slotSet(s), 'allocated');
@@ -227,8 +237,11 @@ export class PortAllocator {
     return -1;
   }
   private indexOf(addr: number): number {
+    // Calls come in runs on one address (a restart reserves an address's sets one after another).
+    if (this.addrs[this.lastIdx] === addr) return this.lastIdx;
     const idx = this.search(addr);
     if (idx < 0) throw new PortSetError(`${fmt4(addr)} is not in the shared IPv4 pool`);
+    this.lastIdx = idx;
     return idx;
   }
   private page(idx: number): Uint32Array {

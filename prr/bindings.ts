@@ -41,6 +41,7 @@
 import { PortRange, PsidSet, type PortSet } from '../common/portset.js';
 import { PortSetError } from '../common/errors.js';
 import { NameIndex } from './name-index.js';
+import { slotOrder } from './slot-order.js';
 
 export const NO_BINDING = -1; // shared address, but no binding holds this port
 export const NOT_SHARED = -2; // not one of the shared addresses
@@ -114,6 +115,8 @@ export class BindingTable {
   // read is a cache miss).
   private h6: Int32Array;
   private h6Used = 0;
+  /** During a bulk load (beginBulk), the first id added: from it on, the IPv6 and name indexes wait for endBulk(). */
+  private bulkFrom = -1;
 
   /** Called with the id of every binding that was added, changed or removed (for counters, metrics). */
   onChange: ((id: number, what: 'add' | 'change' | 'remove') => void) | undefined;
@@ -251,6 +254,7 @@ export class BindingTable {
 
   /** Ids of the bindings of one subscriber name, in the order they were added. */
   findSubscriber(name: string): number[] {
+    this.endBulk();
     const ids: number[] = [];
     for (let id = this.names.first(name); id >= 0; id = this.names.next(id)) ids.push(id);
     return ids;
@@ -295,12 +299,43 @@ export class BindingTable {
    */
   addNamed(b: BindingInput, name: Uint8Array, start: number, end: number): number {
     const id = this.newId();
-    this.names.setBytes(id, name, start, end);
+    this.names.setBytes(id, name, start, end, this.bulkFrom < 0);
     return this.place(id, b);
   }
 
+  /**
+   * Start a bulk load (a restart's million bindings): the bindings added until endBulk() go into
+   * the port tables at once, but into the IPv6 and name indexes only at endBulk(), all together in
+   * slot order (prr/slot-order.ts). Until then lookupIpv6 misses them; findSubscriber, change
+   * and remove end the bulk load first.
+   */
+  beginBulk(): void {
+    if (this.bulkFrom < 0) this.bulkFrom = this.used;
+  }
+
+  /** End a bulk load: index the bindings added since beginBulk(). */
+  endBulk(): void {
+    const from = this.bulkFrom;
+    if (from < 0) return;
+    this.bulkFrom = -1;
+    const n = this.used - from;
+    if (n === 0) return;
+    this.names.linkAll(from, this.used);
+    if ((this.h6Used + n) * 4 > this.h6.length) this.rehash6(pow2AtLeast(Math.max(this.cap * 2, (this.nLive + 1) * 4)));
+    // In id order, through the records once: each address's hash, and its chain ended.
+    const hashes = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      hashes[i] = hash16(this.rec8, (from + i) * REC_BYTES);
+      this.rec32s[(from + i) * REC + W_NEXT6] = NO_BINDING;
+    }
+    // In slot order: a record is read again only where two hashes match.
+    const { order, sorted } = slotOrder(hashes, (this.h6.length >>> 1) - 1);
+    for (let k = 0; k < n; k++) this.index6(from + order[k]!, sorted[k]!);
+  }
+
   private newId(): number {
-    const id = this.freeIds.length > 0 ? this.freeIds.pop()! : this.used++;
+    // A bulk load's ids are consecutive (endBulk indexes from bulkFrom on): no reuse meanwhile.
+    const id = this.freeIds.length > 0 && this.bulkFrom < 0 ? this.freeIds.pop()! : this.used++;
     if (id >= this.cap) this.grow(this.cap * 2);
     return id;
   }
@@ -308,7 +343,10 @@ export class BindingTable {
   /** The rest of an add, once the id is named. */
   private place(id: number, b: BindingInput): number {
     this.writeFields(id, b);
-    this.index6(id);
+    if (this.bulkFrom < 0) {
+      this.rec32s[id * REC + W_NEXT6] = NO_BINDING;
+      this.index6(id, hash16(this.rec8, id * REC_BYTES));
+    }
     this.placePorts(id, b.ipv4, b.ports);
     this.nLive++;
     this.onChange?.(id, 'add');
@@ -320,6 +358,7 @@ export class BindingTable {
    * and so its counters, stay. Traffic of other bindings is not touched. Refuses overlap.
    */
   change(id: number, b: BindingInput): void {
+    this.endBulk();
     if (!this.isLive(id)) throw new PortSetError(`binding ${id} does not exist`);
     const clash = this.overlapping(b.ipv4, b.ports, id);
     if (clash >= 0) {
@@ -336,12 +375,16 @@ export class BindingTable {
       this.names.set(id, b.subscriber);
     }
     this.writeFields(id, b);
-    if (!sameV6) this.index6(id);
+    if (!sameV6) {
+      this.rec32s[id * REC + W_NEXT6] = NO_BINDING;
+      this.index6(id, hash16(this.rec8, id * REC_BYTES));
+    }
     if (!samePorts) this.placePorts(id, b.ipv4, b.ports);
     this.onChange?.(id, 'change');
   }
 
   remove(id: number): void {
+    this.endBulk();
     if (!this.isLive(id)) return;
     this.unindex6(id);
     this.clearPorts(id, this.ipv4Of(id), this.setOf(id));
@@ -385,11 +428,11 @@ export class BindingTable {
 
   // ---- IPv6 index --------------------------------------------------------------------------
 
-  private index6(id: number): void {
+  /** Index binding `id`, whose address hashes to h (hash16 of its record) and whose chain is ended (NO_BINDING). */
+  private index6(id: number, h: number): void {
     const n6 = this.rec32s;
     const a6 = this.rec8;
     const at = id * REC_BYTES;
-    const h = hash16(a6, at);
     // One probe: the address's slot (another binding of the same CPE: chain after its head), else
     // the first deleted or the empty slot that ends the probe.
     let h6 = this.h6;
@@ -408,7 +451,6 @@ export class BindingTable {
         return;
       }
     }
-    n6[id * REC + W_NEXT6] = NO_BINDING;
     if (free < 0) {
       if ((this.h6Used + 1) * 4 > h6.length) {
         // Twice the live addresses' room at least: deleted marks go, and churn does not grow it.

@@ -17,6 +17,8 @@
  * stays within about twice the live names.
  */
 
+import { slotOrder } from './slot-order.js';
+
 const NONE = -1;
 
 export class NameIndex {
@@ -60,8 +62,11 @@ export class NameIndex {
     this.setBytes(id, this.scratch, 0, n);
   }
 
-  /** set() with the name as UTF-8 bytes src[start..end) (copied): no string is made. */
-  setBytes(id: number, src: Uint8Array, start: number, end: number): void {
+  /**
+   * set() with the name as UTF-8 bytes src[start..end) (copied): no string is made. With `link`
+   * false the name is not in the index until linkAll() (a bulk load).
+   */
+  setBytes(id: number, src: Uint8Array, start: number, end: number, link = true): void {
     const n = end - start;
     if (this.top + n > this.heap.length) this.makeRoom(n);
     const at = this.top;
@@ -71,7 +76,50 @@ export class NameIndex {
     this.top += n;
     this.off[id] = at;
     this.len[id] = n;
-    this.link(id, hashBytes(this.heap, at, at + n));
+    if (link) this.link(id, hashBytes(heap, at, at + n));
+    else this.nextId[id] = NONE;
+  }
+
+  /** Index the names of ids from..to-1 (all set with link = false), in slot order (prr/slot-order.ts). */
+  linkAll(from: number, to: number): void {
+    const n = to - from;
+    const hashes = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      const at = this.off[from + i]!;
+      hashes[i] = hashBytes(this.heap, at, at + this.len[from + i]!);
+    }
+    if ((this.slotsUsed + n) * 4 > this.slots.length) this.rehash(pow2AtLeast(Math.max(this.off.length * 2, (this.names + n) * 4)));
+    const { order, sorted } = slotOrder(hashes, (this.slots.length >>> 1) - 1);
+    const slots = this.slots;
+    const mask = (slots.length >>> 1) - 1;
+    for (let k = 0; k < n; k++) {
+      // link(), reading a name's bytes (off, len: at random) only where two hashes match.
+      const id = from + order[k]!;
+      const h = sorted[k]!;
+      let free = -1;
+      let s = h & mask;
+      for (; ; s = (s + 1) & mask) {
+        const v = slots[2 * s]!;
+        if (v === 0) break;
+        if (v < 0) {
+          if (free < 0) free = s;
+        } else if (slots[2 * s + 1] === h && this.sameName(v - 1, id)) break;
+      }
+      const v = slots[2 * s]!;
+      if (v > 0) {
+        let p = v - 1;
+        while (this.nextId[p]! >= 0) p = this.nextId[p]!;
+        this.nextId[p] = id;
+        continue;
+      }
+      if (free < 0) {
+        free = s;
+        this.slotsUsed++;
+      }
+      slots[2 * free] = id + 1;
+      slots[2 * free + 1] = h;
+      this.names++;
+    }
   }
 
   /** Take binding `id`'s name away (it keeps no name). */
@@ -129,6 +177,11 @@ export class NameIndex {
   /** Bytes held. */
   bytes(): number {
     return this.heap.byteLength + this.off.byteLength + this.len.byteLength + this.nextId.byteLength + this.slots.byteLength;
+  }
+
+  private sameName(a: number, b: number): boolean {
+    const n = this.len[a]!;
+    return n === this.len[b] && sameBytes(this.heap, this.off[a]!, this.heap, this.off[b]!, n);
   }
 
   /** `name` as UTF-8 into scratch; its length in bytes. */

@@ -107,6 +107,20 @@ export class Registrar implements RegistrationService {
       skipped++;
       this.d.log.error(`${this.d.store.file}: registration of ${name} not restored: ${why}`);
     };
+    t.ensureCapacity(t.idLimit + this.d.store.count()); // one allocation, no regrowth or rehash per doubling
+    t.beginBulk(); // the IPv6 and name indexes built at the end, in slot order
+    try {
+      loaded = this.loadRows(notRestored);
+    } finally {
+      t.endBulk();
+    }
+    return { loaded, skipped };
+  }
+
+  /** The store's rows into the allocator and the table (start); returns how many went in. */
+  private loadRows(notRestored: (name: string, why: string) => void): number {
+    let loaded = 0;
+    const t = this.d.table;
     // A million rows hold a few thousand distinct sets at most: make each PortSet once, and let
     // the bindings share them (immutable). A direct-mapped cache by set number and kind, in typed
     // arrays: a Map keyed by a number above 2^31 boxes it, a million times.
@@ -116,7 +130,6 @@ export class Registrar implements RegistrationService {
     const ipv6 = Buffer.alloc(16); // the table copies the address in
     // One input, rewritten per row: no object per binding (addNamed reads the name from the block).
     const input: BindingInput = { subscriber: '', ipv6, ipv4: 0, ports: new PortRange(0, 0, { allowSystemPorts: true }) };
-    t.ensureCapacity(t.idLimit + this.d.store.count()); // one allocation, no regrowth or rehash per doubling
     for (const block of this.d.store.loadBlocks()) {
       const { recs, names, nameAt } = block;
       for (let i = 0, o = 0; i < block.n; i++, o += LOAD_REC) {
@@ -150,7 +163,7 @@ export class Registrar implements RegistrationService {
       }
       for (const b of block.bad) notRestored(b.subscriber, b.error);
     }
-    return { loaded, skipped };
+    return loaded;
   }
 
   /** Registered bindings now in the table. */
