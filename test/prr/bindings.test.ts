@@ -230,6 +230,47 @@ t.test('addNamed: the name from bytes, as add() names it', async (t) => {
   t.throws(() => tbl.add(bind('x', 4, new PortRange(3500, 3600))), /overlap subscriber zwei/);
 });
 
+t.test('a bulk load: indexes built at the end agree with adds one by one', async (t) => {
+  // The same bindings into two tables, one by one and in bulk, over a few bindings made before:
+  // addresses and names repeat (within the bulk and with the bindings before it).
+  const one = new BindingTable(16);
+  const bulk = new BindingTable(16);
+  const names = Buffer.from(Array.from({ length: 3000 }, (_, i) => `n${i % 700}`).join('\n'), 'utf8');
+  const at: number[] = [0];
+  for (let p = 0; p < names.length; p++) if (names[p] === 10) at.push(p + 1);
+  at.push(names.length + 1);
+  for (const tbl of [one, bulk]) {
+    for (let i = 0; i < 20; i++) tbl.add(bind(`n${i}`, i, new PortRange(2000, 2999), V4 + 10_000 + i));
+  }
+  bulk.beginBulk();
+  let ids = 0;
+  for (let i = 0; i < 3000; i++) {
+    const b = bind('', i % 900, new PortRange(1024 + (i % 60) * 1000, 1024 + (i % 60) * 1000 + 999), V4 + Math.floor(i / 60));
+    if (bulk.addNamed(b, names, at[i]!, at[i + 1]! - 1) === one.add({ ...b, subscriber: `n${i % 700}` })) ids++;
+  }
+  t.equal(ids, 3000, 'the same ids');
+  t.equal(bulk.lookupIpv6(v6(899), 0), NO_BINDING, 'not indexed yet');
+  bulk.endBulk();
+  let bad = 0;
+  for (let a = 0; a < 905; a++) {
+    const chain = (tbl: BindingTable): number[] => {
+      const ids: number[] = [];
+      for (let x = tbl.lookupIpv6(v6(a), 0); x !== NO_BINDING; x = tbl.nextOfIpv6(x)) ids.push(x);
+      return ids.sort((x, y) => x - y);
+    };
+    if (JSON.stringify(chain(bulk)) !== JSON.stringify(chain(one))) bad++;
+  }
+  for (let i = 0; i < 705; i++) if (JSON.stringify(bulk.findSubscriber(`n${i}`)) !== JSON.stringify(one.findSubscriber(`n${i}`))) bad++;
+  t.equal(bad, 0, 'every address chain and every name\'s ids (in the order added) the same');
+  t.same(bulk.findSubscriber('n5'), [5, 20 + 5, 20 + 705, 20 + 1405, 20 + 2105, 20 + 2805]);
+  // A bulk load ended by a change, before endBulk.
+  bulk.beginBulk();
+  const late = bulk.addNamed(bind('', 77777, new PortRange(5000, 5999), V4 + 20_000), names, 0, 2);
+  bulk.change(late, bind('n0', 77778, new PortRange(5000, 5999), V4 + 20_000));
+  t.equal(bulk.lookupIpv6(v6(77778), 0), late, 'the change ended the bulk load first');
+  t.equal(bulk.lookupIpv6(v6(77777), 0), NO_BINDING);
+});
+
 t.test('change keeps the id; remove frees the ports; several bindings per CPE', async (t) => {
   const tbl = new BindingTable();
   const changes: string[] = [];
