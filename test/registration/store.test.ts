@@ -64,6 +64,10 @@ t.test('a store from before rec, with ipv6_hex: migrated when opened, loaded in 
   t.match(rig.log.lines.join('\n'), /registration of bad not restored: bad port set "ports\?"/);
   rig.store.close();
 
+  const db2 = new Database(file, { readonly: true });
+  const plan = db2.prepare('EXPLAIN QUERY PLAN SELECT fingerprint FROM bindings WHERE expires < ? ORDER BY expires').all(2e9) as Array<{ detail: string }>;
+  db2.close();
+  t.match(plan.map((p) => p.detail).join('; '), /USING INDEX bindings_expires/, 'the lease sweep finds ended leases through an index');
   const again = makeRig(dir, '');
   t.equal(again.store.migrated, 0, 'nothing to migrate the second time');
   t.equal(again.table.size, 100);
