@@ -165,8 +165,8 @@ export class RegistrationStore {
    * rows that have no record. Touch nothing else of the store while iterating.
    */
   *loadBlocks(): Generator<LoadBlock> {
-    // Two subqueries: SQLite finds a lone min() or max() in the rowid tree, both at once by a scan.
-    const [lo, hi] = this.db.prepare('SELECT (SELECT min(rowid) FROM bindings), (SELECT max(rowid) FROM bindings)').raw().get() as [number | null, number | null];
+    // Each block starts at the next rowid there is (a seek): rowid gaps cost nothing.
+    const next = this.db.prepare('SELECT min(rowid) FROM bindings WHERE rowid >= ?').pluck();
     // group_concat of BLOBs keeps their bytes (text and BLOB are the same bytes in a UTF-8 store),
     // every record is LOAD_REC bytes (a CHECK), and both aggregates see the same rows in the same
     // order. A block whose counts do not agree (a name with a newline) is read again row by row.
@@ -174,7 +174,7 @@ export class RegistrationStore {
       FROM bindings WHERE rowid >= ? AND rowid < ? AND rec IS NOT NULL`).raw();
     const slow = this.db.prepare('SELECT subscriber, rec, ipv6, ipv4, ports FROM bindings WHERE rowid >= ? AND rowid < ? AND rec IS NOT NULL ORDER BY rowid').raw();
     const utf8 = this.encoding === 'UTF-8';
-    for (let from = lo ?? 1; hi !== null && from <= hi; from += BLOCK_ROWS) {
+    for (let from = next.get(-(2 ** 53)) as number | null; from !== null; from = next.get(from + BLOCK_ROWS) as number | null) {
       const to = from + BLOCK_ROWS;
       if (utf8) {
         const [recs, names] = fast.get(from, to) as [Buffer | null, Buffer | null];
