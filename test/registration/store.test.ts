@@ -141,3 +141,22 @@ t.test('many blocks, rowid gaps, UTF-8 names, a name with a newline (read row by
   t.equal(rig.registrar.allocator.allocated, kept.size, 'every set held by the allocator');
   rig.store.close();
 });
+
+t.test('a store in UTF-16 (made by another tool): every block read row by row, the same bindings', async (t) => {
+  const dir = tempDir('utf16');
+  const file = path.join(dir, 'registrations.db');
+  const db = new Database(file);
+  db.pragma("encoding = 'UTF-16le'"); // before any table: the file's text encoding
+  db.exec(ORIGINAL);
+  db.close();
+  const rows = Array.from({ length: 100 }, (_, i) => row(i, i === 7 ? { subscriber: 'ünï' } : {}));
+  const store = new RegistrationStore(file);
+  store.putAll(rows);
+  const blocks = [...store.loadBlocks()];
+  store.close();
+  t.ok(blocks.length > 0 && blocks.every((b) => b.rowByRow), 'no block read through group_concat');
+  const rig = makeRig(dir, '');
+  t.equal(rig.table.size, 100);
+  t.equal(rows.filter((b) => bound(rig, b.subscriber) !== want(b)).length, 0, 'every row in the table as stored');
+  rig.store.close();
+});
