@@ -85,7 +85,7 @@ CREATE TABLE IF NOT EXISTS bindings (
 ) STRICT;
 `;
 
-/** Made after the columns are in place (a store from before rec gets it first). */
+/** Made after the records are in place (migrate). */
 const SCHEMA_REC = `
 CREATE INDEX IF NOT EXISTS bindings_without_rec ON bindings (fingerprint) WHERE rec IS NULL;
 CREATE INDEX IF NOT EXISTS bindings_expires ON bindings (expires);
@@ -245,23 +245,52 @@ export class RegistrationStore {
     const db = this.db;
     return db.transaction(() => {
       const columns = db.prepare('SELECT name FROM pragma_table_info(?)').pluck().all('bindings') as string[];
-      // ipv6_hex (the address in hex) was what rec is now, for the address alone.
-      if (columns.includes('ipv6_hex')) db.exec('ALTER TABLE bindings DROP COLUMN ipv6_hex');
       if (!columns.includes('rec')) db.exec(`ALTER TABLE bindings ADD COLUMN rec BLOB CHECK (rec IS NULL OR length(rec) = ${LOAD_REC})`);
+      const missing = (): number => db.prepare('SELECT count(*) FROM bindings WHERE rec IS NULL').pluck().get() as number;
+      const before = missing();
+      // ipv6_hex (the address in hex, the previous version's) was what rec is now, for the address alone.
+      if (before > 0 && columns.includes('ipv6_hex')) this.recordsFromHex();
+      if (missing() > 0) {
+        // The rest (the original schema; rows edited by hand) from their text, by a JS function
+        // per row; a row whose text does not parse keeps none (loadBlocks reports it).
+        db.function('aplus_record', { deterministic: true }, (ipv6: unknown, ipv4: unknown, ports: unknown) => {
+          try {
+            return recordOf(String(ipv6), Number(ipv4), String(ports));
+          } catch {
+            return null;
+          }
+        });
+        db.exec('UPDATE bindings SET rec = aplus_record(ipv6, ipv4, ports) WHERE rec IS NULL');
+      }
+      if (columns.includes('ipv6_hex')) db.exec('ALTER TABLE bindings DROP COLUMN ipv6_hex');
+      // The indexes after the records: a store that had none would first put a million rows into
+      // the index of rows without one, then take them out again.
       db.exec(SCHEMA_REC);
-      if (db.prepare('SELECT 1 FROM bindings WHERE rec IS NULL LIMIT 1').get() === undefined) return 0;
-      // One statement, the record made by a JS function per row; a row whose text does not parse
-      // keeps none (the start that reads it reports it: loadBlocks' bad rows).
-      db.function('aplus_record', { deterministic: true }, (ipv6: unknown, ipv4: unknown, ports: unknown) => {
-        try {
-          return recordOf(String(ipv6), Number(ipv4), String(ports));
-        } catch {
-          return null;
-        }
-      });
-      db.exec('UPDATE bindings SET rec = aplus_record(ipv6, ipv4, ports) WHERE rec IS NULL');
-      return db.prepare('SELECT changes() - (SELECT count(*) FROM bindings WHERE rec IS NULL)').pluck().get() as number;
+      return before - missing();
     }).immediate();
+  }
+
+  /**
+   * Records for the rows of a store that has ipv6_hex, in one SQL statement: the address from its
+   * hex, the set's part from a table of the distinct port texts (a few thousand, parsed here).
+   * A million rows take seconds this way, four times fewer than through a JS function per row.
+   */
+  private recordsFromHex(): void {
+    const db = this.db;
+    db.exec('CREATE TEMP TABLE set_rec (ports TEXT PRIMARY KEY, hex TEXT NOT NULL)');
+    const put = db.prepare('INSERT INTO temp.set_rec VALUES (?, ?)');
+    for (const ports of db.prepare('SELECT DISTINCT ports FROM bindings WHERE rec IS NULL').pluck().all() as string[]) {
+      let rec: Buffer;
+      try {
+        rec = recordOf('::', 0, ports);
+      } catch {
+        continue; // left to the row's own parse, which reports it
+      }
+      put.run(ports, rec.subarray(20).toString('hex'));
+    }
+    db.exec(`UPDATE bindings SET rec = unhex(bindings.ipv6_hex || printf('%08x', bindings.ipv4) || s.hex) FROM temp.set_rec AS s
+      WHERE bindings.rec IS NULL AND s.ports = bindings.ports AND length(bindings.ipv6_hex) = 32 AND bindings.ipv4 BETWEEN 0 AND 4294967295`);
+    db.exec('DROP TABLE temp.set_rec');
   }
 }
 
