@@ -56,7 +56,8 @@ export async function startPrrRegistration(model: PrrModel, table: BindingTable,
     },
   });
   const { loaded, skipped } = registrar.start();
-  rlog.info(`${store.file}: ${loaded} registered bindings restored${skipped > 0 ? `, ${skipped} not restored (see above)` : ''}; ${keys.size} authorized keys`);
+  const migrated = store.migrated > 0 ? ` (${store.migrated} rows given their load record first: a store from an older version, or edited by hand)` : '';
+  rlog.info(`${store.file}: ${loaded} registered bindings restored${skipped > 0 ? `, ${skipped} not restored (see above)` : ''}${migrated}; ${keys.size} authorized keys`);
   const usage = new UsageReports();
   let server: RegistrationServer;
   try {
