@@ -58,7 +58,8 @@ import { bindingOfLease, endpointFromConfig, RegistrationClient } from './regist
 import type { LeaseReply } from '../provisioning/protocol.js';
 
 export interface SmapIo {
-  openTun(name: string): TunDevice;
+  /** offload: ask for TUN offloads ([tunnel] offload = auto); the device says if it got them. */
+  openTun(name: string, offload: boolean): TunDevice;
   openTunnel(bind: string): Tunnel6Socket;
   /** Run `ip ARGS` (throws NativeError with ip's message). */
   ip(args: string[]): void;
@@ -423,7 +424,11 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
     if (lease !== undefined && lease.reply.mtu < mtu) mtu = lease.reply.mtu; // the PRR's tunnel MTU, when smaller
     pmtu = new PathMtu(mtu, cfg.tunnel.pmtu_timeout * 1000);
     core.setMtu(mtu);
-    tun = io.openTun(tunName);
+    tun = io.openTun(tunName, cfg.tunnel.offload === 'auto');
+    if (cfg.tunnel.offload === 'auto') {
+      log.info(tun.offload === true ? `${tun.name}: TUN offloads on (super-packets cut and coalesced in user space)`
+        : `${tun.name}: the kernel refused TUN offloads; one packet per read and write`);
+    }
     // The TUN carries IPv4 only: no link-local IPv6, no router solicitations or MLD into it.
     io.sysctl(`net/ipv6/conf/${tun.name}/disable_ipv6`, '1');
     io.ip(['link', 'set', 'dev', tun.name, 'mtu', String(mtu), 'txqueuelen', String(TUN_QUEUE), 'up']);

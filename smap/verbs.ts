@@ -28,7 +28,7 @@ export function runVerb(program: Command, io: CliIo): void {
     .action(async (opts: { config: string }) => {
       const cfg = loadSmapConfig(opts.config);
       const log = createLogger('smap', cfg.smap.log_level);
-      const smap = await startSmap(cfg, opts.config, log, systemIo((name) => openTun({ name }), (bind) => openTunnel6({ bind, ...TUNNEL_RING }), originalDst));
+      const smap = await startSmap(cfg, opts.config, log, systemIo((name, offload) => openTun({ name, offload }), (bind) => openTunnel6({ bind, ...TUNNEL_RING }), originalDst));
       let stopped = false;
       const stopped$ = new Promise<void>((resolve) => {
         const stop = (): void => {
