@@ -105,6 +105,8 @@ export interface SmapStatus {
   nat_failed: number | null;
   /** The FTP ALG ([nat] ftp), or null when it is off. */
   ftp_alg: FtpAlgSnapshot | null;
+  /** TUN offloads ([tunnel] offload) once the TUN is open: on or not, and what they carried. */
+  offload: { on: boolean; super_packets_read: number; super_packets_written: number; refused: number } | null;
 }
 
 export interface Smap {
@@ -292,6 +294,7 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
       ports_in_use: binding === undefined ? portUsage('', 0) : portUsage(text, binding.shared),
       nat_failed: (await natFailed()) ?? null,
       ftp_alg: ftpAlg?.snapshot() ?? null,
+      offload: tunOffload(tun),
     };
   };
 
@@ -655,6 +658,12 @@ const PROC_CONNTRACK = '/proc/net/nf_conntrack';
 const PROC_CONNTRACK_STAT = '/proc/net/stat/nf_conntrack';
 
 /** The SmapIo of a real host: the ip, nft and conntrack tools, /proc/sys. */
+function tunOffload(tun: TunDevice | undefined): SmapStatus['offload'] {
+  if (tun === undefined) return null;
+  const st = tun.stats();
+  return { on: tun.offload === true, super_packets_read: st.gsoRx, super_packets_written: st.gsoTx, refused: st.gsoBad };
+}
+
 export function systemIo(openTun: SmapIo['openTun'], openTunnel: SmapIo['openTunnel'], originalDst: (fd: number) => { address: string; port: number }): SmapIo {
   return {
     openTun,

@@ -178,6 +178,10 @@ t.test('waits for the WAN address, forwards both ways, follows a new address, re
   t.match(text, 'binding: static 192.0.2.100 ports psid:a=6/k=6/id=5 (1008 ports) via 2001:db8:ffff::1\n');
   t.match(text, 'ports in use: tcp 1, udp 0, icmp 0 (1 flows: dns 0, http 0, https 1, other 0)\n');
   t.match(text, 'drops to prr: outside_set 2\n');
+  t.same(st['offload'], { on: false, super_packets_read: 0, super_packets_written: 0, refused: 0 }, 'the fake TUN has no offloads');
+  t.match(text, '\noffload: off\n');
+  t.match(formatStatus({ ...st, offload: { on: true, super_packets_read: 3, super_packets_written: 4, refused: 0 } } as never),
+    '\noffload: on (3 super-packets read and cut, 4 written coalesced, 0 refused)\n');
   t.same(await controlRequest(sock, { cmd: 'nope' }), { ok: false, error: 'unknown command "nope": expected status or register' });
 
   await smap.stop();
