@@ -46,7 +46,7 @@ interface Addon {
     st: Float64Array, srcs: Buffer | null,
   ): number;
   raw4Open(sndbuf: number): number;
-  raw4Send(rawFd: number, tunFd: number, slab: Buffer, offs: Int32Array, lens: Int32Array, count: number, st: Float64Array): number;
+  raw4Send(rawFd: number, tunFd: number, slab: Buffer, offs: Int32Array, lens: Int32Array, count: number, st: Float64Array, vnet: boolean): number;
   pollStart(
     fd: number, kind: 0 | 1 | 2, slab: Buffer, slotSize: number, headroom: number, batch: number, lens: Int32Array,
     srcs: Buffer | null, dsts: Buffer | null, st: Float64Array, onBatch: (count: number) => void,
@@ -176,7 +176,7 @@ class NativeTun extends NativePort implements TunDevice {
     this.checkOpen();
     if (this.rawFd >= 0) {
       return call(`${this.label}: sendmmsg raw IPv4`, () =>
-        native().raw4Send(this.rawFd, this.fd, tx.slab, tx.offsets, tx.lens, tx.count, this.counters));
+        native().raw4Send(this.rawFd, this.fd, tx.slab, tx.offsets, tx.lens, tx.count, this.counters, this.offload));
     }
     return call(`${this.label}: write`, () =>
       native().tunWrite(this.fd, tx.slab, tx.offsets, tx.lens, tx.count, this.counters, this.offload));
@@ -233,7 +233,6 @@ class NativeTunnel6 extends NativePort implements Tunnel6Socket {
 export function openTun(opts: TunOptions): TunDevice {
   const ring = makeRing(opts, false, `TUN ${opts.name}`);
   const a = native();
-  if (opts.offload === true && opts.rawOutput === true) throw new NativeError(`TUN ${opts.name}: offload and rawOutput exclude each other`);
   const r = call(`TUN ${opts.name}: open`, () => a.tunOpen(opts.name, opts.multiQueue ?? false, opts.offload ?? false));
   let raw = -1;
   if (opts.rawOutput === true) {

@@ -146,8 +146,10 @@ export interface TunOptions extends RingOptions {
    * TCP (and UDP) super-packets of up to 64 KiB, which the reader cuts into segments of the
    * device MTU in C; a send coalesces consecutive TCP segments of one flow in the batch into one
    * super-packet per write(), so the kernel's NAT, conntrack and forwarding run once for them.
-   * If the kernel refuses, the TUN is opened without (`offload` false on the device). Not with
-   * rawOutput.
+   * If the kernel refuses, the TUN is opened without (`offload` false on the device). With
+   * rawOutput, coalesced super-packets go to the TUN (the kernel forwards them, once each; their
+   * TTL is raised by one first, as forwarding lowers it again) and every other packet to the raw
+   * socket, in order.
    */
   offload?: boolean;
 }

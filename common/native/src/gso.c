@@ -260,3 +260,10 @@ int gro_iov(const gro_item *it, const uint8_t *slab, const int32_t *offs, const 
     iov[k++] = (struct iovec){(void *)(slab + offs[m] + it->hlen), (size_t)(lens[m] - it->hlen)};
   return k;
 }
+
+void gro_bump_ttl(uint8_t *hdr) {
+  uint8_t *ip = hdr + VNET_HDR_LEN;
+  if (ip[8] == 255) return;
+  ip[8]++;
+  ip_csum(ip, (size_t)(ip[0] & 15) * 4);
+}

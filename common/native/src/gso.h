@@ -87,4 +87,7 @@ int gro_plan(const uint8_t *slab, size_t slab_len, const int32_t *offs, const in
 int gro_iov(const gro_item *it, const uint8_t *slab, const int32_t *offs, const int32_t *lens, const int32_t *next,
             uint8_t *hdr, struct iovec *iov);
 
+/* Raise the TTL of the IPv4 header gro_iov put after the vnet header by one (not past 255). */
+void gro_bump_ttl(uint8_t *hdr);
+
 #endif
