@@ -12,8 +12,8 @@
  * 0.8 Gbit/s, 100 kpps). Contenders alternate inside each measurement, so a shared host's noise
  * falls on all alike. The busiest lab processes are sampled during TCP and during a UDP trial at
  * 1.25x each contender's no-drop rate, to say what limited each figure; --perf adds where the
- * SMAP's own CPU goes (bench/e2e-perf.ts). --offload-off runs the SMAP with `[tunnel] offload = off`
- * (one packet per TUN read and write), to compare with its TUN offloads (the default).
+ * SMAP's own CPU goes (bench/e2e-perf.ts). --offload-off runs the SMAP and the PRR with `[tunnel]
+ * offload = off` (one packet per TUN read and write), to compare with TUN offloads (the default).
  */
 import os from 'node:os';
 import type { Host } from '../test/lab/lab.js';
@@ -70,7 +70,7 @@ export async function main(args: string[]): Promise<void> {
 
   say('building the SMAP lab (PRR, cpe1 running smap, cpe2 kernel/tayga) ...');
   const offload = args.includes('--offload-off') ? 'off' : 'auto';
-  const l = await buildSmapLab('be2e', [{ ports: PORTS, offload }, { ports: '11000-11999' }]);
+  const l = await buildSmapLab('be2e', [{ ports: PORTS, offload }, { ports: '11000-11999' }], { prrIni: ['[tunnel]', `offload = ${offload}`] });
   try {
     const cpe1 = l.cpes[0];
     l.startAgent(cpe1);
@@ -154,7 +154,7 @@ export async function main(args: string[]): Promise<void> {
       when: new Date().toISOString(),
       host: { cpus: os.cpus().length, kernel: os.release() },
       notes: [
-        `aplus = lan1 -> cpe1 (smap run: nftables SNAT + TUN smap0, IPv4-in-IPv6, [tunnel] offload = ${offload}) -> prr node (prr run) -> inet: two user-space hops`,
+        `aplus = lan1 -> cpe1 (smap run: nftables SNAT + TUN smap0, IPv4-in-IPv6) -> prr node (prr run) -> inet: two user-space hops; [tunnel] offload = ${offload} on both`,
         'kernel = lan2 -> cpe2 (the same smap SNAT table, out the WAN veth as plain IPv4) -> prr node (kernel routing) -> inet',
         'tayga = 464XLAT: lan2 -> cpe2 (same SNAT table, tayga CLAT on TUN) -> prr node (tayga PLAT, NAT64 2001:db8:64::/96) -> inet: two C user-space hops',
         `TUN TX queue lengths: smap0 ${ourQlen.smap0}, prr0 ${ourQlen.prr0}, tayga's clat and nat64 ${taygaQlen} (--tayga-txqueuelen N; bench prr uses 10000)`,

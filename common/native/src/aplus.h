@@ -12,6 +12,7 @@
  *   poll.c      pollStart, pollStop: the batched receive loop
  *   errqueue.c  error-queue reports (poller.h is shared by poll.c and errqueue.c)
  *   sockopt.c   originalDst (SO_ORIGINAL_DST of a redirected TCP connection)
+ *   gsotest.c   gsoSplit, groCoalesce: gso.c without a TUN, for unit tests
  */
 #ifndef APLUS_NATIVE_H
 #define APLUS_NATIVE_H
