@@ -566,7 +566,7 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
   // Metrics are not worth a CPE that does not forward: a listener that fails is a warning.
   let metrics: MetricsServer | undefined;
   if (cfg.metrics.enabled) {
-    const registry = smapRegistry({ counters, binding: () => binding ?? { shared: 0, ports: { size: 0 } as SmapBinding['ports'] }, tunnelMtu: () => mtu, conntrackTable: () => io.conntrackTable(), natFailed, ftpAlg: () => ftpAlg?.snapshot() });
+    const registry = smapRegistry({ counters, binding: () => binding ?? { shared: 0, ports: { size: 0 } as SmapBinding['ports'] }, tunnelMtu: () => mtu, conntrackTable: () => io.conntrackTable(), natFailed, ftpAlg: () => ftpAlg?.snapshot(), offload: () => tunOffload(tun) });
     if (registering) {
       smapRegistrationMetrics(registry, {
         state: () => regState,
