@@ -318,7 +318,8 @@ export function originalDst(fd: number): { address: string; port: number } {
 /**
  * The offload byte work of src/gso.c without a TUN, for tests: `gsoSplit` cuts what a TUN with
  * offloads returns (a 10-byte vnet header, then the packet) into the packets the reader hands on
- * (null: refused and dropped, counted as gso_bad); `groCoalesce` plans a send batch and returns
+ * (null: refused and dropped, counted as gso_bad), at most `max` per call as the reader cuts at
+ * most a ring's free slots at a time; `groCoalesce` plans a send batch and returns
  * each write() it would make (vnet header + packet).
  */
 export const gsoTesting = {

@@ -25,6 +25,7 @@ t.test('TUN with offloads in two namespaces', { skip: skipReason() }, async (t) 
   t.same(o.offload, [true, true], 'the kernel took the offloads on both TUNs');
   t.same(o.got, o.sent, 'the receiver got every byte, in order');
   t.ok(o.a.gsoRx > 0, `the kernel handed super-packets to the reader (${o.a.gsoRx}), cut in user space`);
+  t.ok(o.a.rxPackets / o.a.gsoRx > 16, `super-packets bigger than the 16-slot ring, cut over several batches (${(o.a.rxPackets / o.a.gsoRx).toFixed(1)} packets per super-packet)`);
   t.ok(o.seen.maxLen <= 1400, `every packet handed on fits the MTU (largest ${o.seen.maxLen})`);
   t.ok(o.a.rxPackets > o.a.rxSyscalls, `more packets than reads (${o.a.rxPackets} packets from ${o.a.rxSyscalls} reads)`);
   t.ok(o.b.gsoTx > 0, `coalesced super-packets written to the other TUN (${o.b.gsoTx})`);

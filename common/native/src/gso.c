@@ -82,10 +82,11 @@ int vnet_complete_csum(const vnet_hdr *h, uint8_t *pkt, size_t len) {
 }
 
 int vnet_to_slots(const vnet_hdr *h, uint8_t *pkt, size_t len, uint8_t *slab, size_t slot, size_t headroom,
-                  size_t cap, uint32_t first, uint32_t max, int32_t *lens) {
+                  size_t cap, uint32_t first, uint32_t max, int32_t *lens, uint32_t *seg) {
   uint8_t *dst0 = slab + (size_t)first * slot + headroom;
   if (max < 1) return -1;
   if (h->gso_type == VNET_GSO_NONE) {
+    *seg = 0;
     if (len > cap) return -1;
     if (pkt != dst0) memmove(dst0, pkt, len);
     if (vnet_complete_csum(h, dst0, len) != 0) return -1;
@@ -110,12 +111,14 @@ int vnet_to_slots(const vnet_hdr *h, uint8_t *pkt, size_t len, uint8_t *slab, si
   size_t payload = len - hlen, mss = h->gso_size;
   if (mss == 0) return -1;
   size_t nseg = payload == 0 ? 1 : (payload + mss - 1) / mss;
-  if (nseg > max || hlen + (nseg == 1 ? payload : mss) > cap) return -1;
+  if (hlen + (nseg == 1 ? payload : mss) > cap || *seg >= nseg) return -1;
+  size_t from = *seg, to = nseg - from > max ? from + max : nseg;
+  *seg = to < nseg ? (uint32_t)to : 0;
   uint16_t id0 = rd16(pkt + 4);
   uint32_t seq0 = type == VNET_GSO_TCPV4 ? rd32(pkt + ihl + 4) : 0;
   uint8_t flags0 = type == VNET_GSO_TCPV4 ? pkt[ihl + 13] : 0;
-  for (size_t i = 0; i < nseg; i++) {
-    uint8_t *d = slab + (first + i) * slot + headroom;
+  for (size_t i = from; i < to; i++) {
+    uint8_t *d = slab + (first + i - from) * slot + headroom;
     size_t pl = payload - i * mss < mss ? payload - i * mss : mss;
     memcpy(d, pkt, hlen);
     memcpy(d + hlen, pkt + hlen + i * mss, pl);
@@ -140,9 +143,9 @@ int vnet_to_slots(const vnet_hdr *h, uint8_t *pkt, size_t len, uint8_t *slab, si
     uint16_t c = (uint16_t)~csum_fold(csum_add(l4, l4len, pseudo4(d, proto, (uint32_t)l4len)));
     if (c == 0 && type == VNET_GSO_UDP_L4) c = 0xffff;
     put_sum(l4 + csum_at, c);
-    lens[first + i] = (int32_t)tot;
+    lens[first + i - from] = (int32_t)tot;
   }
-  return (int)nseg;
+  return (int)(to - from);
 }
 
 /* ---- coalescing toward the TUN ---- */

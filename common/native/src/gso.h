@@ -65,12 +65,14 @@ uint16_t csum_fold(uint64_t sum);
 /*
  * A packet read from the TUN (pkt[0..len), contiguous) -> plain packets at
  * slab + (first + i) * slot + headroom, lens[first + i], for i < return value; at most `max`
- * packets, each <= cap bytes. Returns the count, or -1 (not IPv4 GSO we can cut, headers
- * inconsistent, a segment over cap, more than max). A non-GSO packet is copied unless it already
- * lies at its slot (pkt == that slot).
+ * packets (max >= 1), each <= cap bytes. A super-packet with more segments than `max` is cut over
+ * several calls: *seg is the segment to start at (0 the first time) and comes back as the next
+ * one, or 0 when the packet is done. Returns the count, or -1 (not IPv4 GSO we can cut, headers
+ * inconsistent, a segment over cap), which only a first call (*seg == 0) returns. A non-GSO
+ * packet is copied unless it already lies at its slot (pkt == that slot).
  */
 int vnet_to_slots(const vnet_hdr *h, uint8_t *pkt, size_t len, uint8_t *slab, size_t slot, size_t headroom,
-                  size_t cap, uint32_t first, uint32_t max, int32_t *lens);
+                  size_t cap, uint32_t first, uint32_t max, int32_t *lens, uint32_t *seg);
 
 /* Completes a partial checksum (NEEDS_CSUM) in place; 0, or -1 if csum_start/offset lie outside. */
 int vnet_complete_csum(const vnet_hdr *h, uint8_t *pkt, size_t len);

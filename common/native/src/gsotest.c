@@ -40,14 +40,18 @@ napi_value gso_split(napi_env env, napi_callback_info info) {
     goto done;
   }
   memcpy(pkt, in + VNET_HDR_LEN, len);
-  int n = vnet_to_slots(&h, pkt, len, slab, (size_t)cap, 0, (size_t)cap, 0, (uint32_t)max, lens);
-  if (n < 0) {
-    napi_get_null(env, &out);
-    goto done;
-  }
-  if (napi_create_array_with_length(env, (size_t)n, &out) != napi_ok) goto done;
-  for (int i = 0; i < n && out != NULL; i++)
-    if (set_buffer(env, out, (uint32_t)i, slab + (size_t)i * (size_t)cap, (size_t)lens[i]) != 0) out = NULL;
+  if (napi_create_array(env, &out) != napi_ok) goto done;
+  /* As the reader does: at most `max` packets per call, the rest in the next ones. */
+  uint32_t seg = 0, at = 0;
+  do {
+    int n = vnet_to_slots(&h, pkt, len, slab, (size_t)cap, 0, (size_t)cap, 0, (uint32_t)max, lens, &seg);
+    if (n < 0) {
+      napi_get_null(env, &out);
+      goto done;
+    }
+    for (int i = 0; i < n && out != NULL; i++)
+      if (set_buffer(env, out, at++, slab + (size_t)i * (size_t)cap, (size_t)lens[i]) != 0) out = NULL;
+  } while (seg != 0 && out != NULL);
 done:
   free(pkt);
   free(slab);

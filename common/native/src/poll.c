@@ -99,7 +99,7 @@ static void rx_tun(poller *p) {
  * A TUN with offloads: each read is [vnet header][packet]. The packet lands in its slot (the rest
  * of a super-packet in big + cap). A plain packet stays there, its partial checksum completed; a
  * super-packet is made contiguous in big and cut into as many slots (vnet_to_slots). When the
- * free slots cannot hold its segments, the batch so far is delivered first.
+ * ring fills up in the middle of one, the batch is delivered and the cutting goes on.
  */
 static void rx_tun_vnet(poller *p) {
   for (int round = 0; round < MAX_ROUNDS && p->active; round++) {
@@ -136,20 +136,22 @@ static void rx_tun_vnet(poller *p) {
         continue;
       }
       memcpy(p->big, slot, len < p->cap ? len : p->cap);
-      int m = vnet_to_slots(&h, p->big, len, p->slab, p->slot, p->headroom, p->cap, k, p->batch - k, p->lens);
-      if (m < 0 && k > 0) { /* perhaps only out of slots: deliver, then cut into an empty ring */
-        if (deliver(p, k) != 0) return;
-        k = 0;
-        if (!p->active) return;
-        m = vnet_to_slots(&h, p->big, len, p->slab, p->slot, p->headroom, p->cap, 0, p->batch, p->lens);
-      }
-      if (m < 0) {
-        p->st[ST_GSO_BAD] += 1;
-        continue;
-      }
-      p->st[ST_GSO_RX] += 1;
-      for (int i = 0; i < m; i++) p->st[ST_RX_BYTES] += p->lens[k + (uint32_t)i];
-      k += (uint32_t)m;
+      uint32_t seg = 0;
+      do {
+        if (k == p->batch) { /* the ring is full: deliver, cut the rest into an empty one */
+          if (deliver(p, k) != 0) return;
+          k = 0;
+          if (!p->active) return;
+        }
+        int m = vnet_to_slots(&h, p->big, len, p->slab, p->slot, p->headroom, p->cap, k, p->batch - k, p->lens, &seg);
+        if (m < 0) {
+          p->st[ST_GSO_BAD] += 1; /* only on the first cut: nothing of it was handed on */
+          break;
+        }
+        if (seg == 0) p->st[ST_GSO_RX] += 1;
+        for (int i = 0; i < m; i++) p->st[ST_RX_BYTES] += p->lens[k + (uint32_t)i];
+        k += (uint32_t)m;
+      } while (seg != 0);
     }
     if (k > 0 && deliver(p, k) != 0) return;
     if (!more) return;
