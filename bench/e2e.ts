@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- e2e [--quick] [--tayga-txqueuelen N] [--perf]`: LAN host -> SMAP -> PRR -> Internet host, end to end, beside
+ * `npm run bench -- e2e [--quick] [--tayga-txqueuelen N] [--perf] [--offload-off]`: LAN host -> SMAP -> PRR -> Internet host, end to end, beside
  * kernel forwarding and beside tayga (464XLAT) over the same namespaces, in the same run
  * (paths in bench/e2e-lab.ts):
  *
@@ -7,12 +7,13 @@
  *   kernel  lan2 -> cpe2 (same SNAT, native IPv4) -> prr node (kernel) -> inet
  *   tayga   lan2 -> cpe2 (same SNAT, tayga CLAT) -> prr node (tayga PLAT) -> inet   two C hops
  *
- * Rows: iperf3 TCP throughput (1 stream), 64-byte UDP rate at no drop (bench/gen/udpgen.c, sendmmsg), ping RTT; ratios
+ * Rows: iperf3 TCP throughput (1 stream; and toward the LAN, -R), 64-byte UDP rate at no drop (bench/gen/udpgen.c, sendmmsg), ping RTT; ratios
  * to kernel, to tayga and to the goal (twice a naive one-syscall-per-packet C tunnel here:
  * 0.8 Gbit/s, 100 kpps). Contenders alternate inside each measurement, so a shared host's noise
  * falls on all alike. The busiest lab processes are sampled during TCP and during a UDP trial at
  * 1.25x each contender's no-drop rate, to say what limited each figure; --perf adds where the
- * SMAP's own CPU goes (bench/e2e-perf.ts).
+ * SMAP's own CPU goes (bench/e2e-perf.ts). --offload-off runs the SMAP and the PRR with `[tunnel]
+ * offload = off` (one packet per TUN read and write), to compare with TUN offloads (the default).
  */
 import os from 'node:os';
 import type { Host } from '../test/lab/lab.js';
@@ -68,7 +69,8 @@ export async function main(args: string[]): Promise<void> {
   const say = (s: string): void => void process.stderr.write(`bench e2e: ${s}\n`);
 
   say('building the SMAP lab (PRR, cpe1 running smap, cpe2 kernel/tayga) ...');
-  const l = await buildSmapLab('be2e', [{ ports: PORTS }, { ports: '11000-11999' }]);
+  const offload = args.includes('--offload-off') ? 'off' : 'auto';
+  const l = await buildSmapLab('be2e', [{ ports: PORTS, offload }, { ports: '11000-11999' }], { prrIni: ['[tunnel]', `offload = ${offload}`] });
   try {
     const cpe1 = l.cpes[0];
     l.startAgent(cpe1);
@@ -87,6 +89,7 @@ export async function main(args: string[]): Promise<void> {
 
     const rtt: Record<Who, Array<number | null>> = { kernel: [], tayga: [], aplus: [] };
     const tcp: Record<Who, Array<number | null>> = { kernel: [], tayga: [], aplus: [] };
+    const tcpDown: Record<Who, Array<number | null>> = { kernel: [], tayga: [], aplus: [] };
     const tcpCpu: Partial<Record<Who, string>> = {};
     const pingCpu: Partial<Record<Who, string>> = {};
     for (let r = 0; r < reps; r++) {
@@ -103,6 +106,7 @@ export async function main(args: string[]): Promise<void> {
         tcp[w].push(m.value);
         if (r === 0) tcpCpu[w] = m.cpu;
       }
+      for (const w of WHO) tcpDown[w].push(await tcpThroughput(client(w), INET, tcpSec, 5201, true));
     }
 
     say('UDP 64-byte rate at no drop ...');
@@ -141,6 +145,7 @@ export async function main(args: string[]): Promise<void> {
 
     const rows: Row[] = [
       { metric: 'TCP throughput (1 stream)', unit: 'bit/s', values: { aplus: median(tcp.aplus), kernel: median(tcp.kernel), tayga: median(tcp.tayga), goal: GOAL.tcp } },
+      { metric: 'TCP toward the LAN (-R)', unit: 'bit/s', values: { aplus: median(tcpDown.aplus), kernel: median(tcpDown.kernel), tayga: median(tcpDown.tayga) } },
       { metric: 'UDP 64B rate at no drop', unit: 'pps', values: { aplus: pps.aplus, kernel: pps.kernel, tayga: pps.tayga, goal: GOAL.pps } },
       { metric: 'ping RTT (median)', unit: 'ms', values: { aplus: median(rtt.aplus), kernel: median(rtt.kernel), tayga: median(rtt.tayga) } },
     ];
@@ -149,7 +154,7 @@ export async function main(args: string[]): Promise<void> {
       when: new Date().toISOString(),
       host: { cpus: os.cpus().length, kernel: os.release() },
       notes: [
-        'aplus = lan1 -> cpe1 (smap run: nftables SNAT + TUN smap0, IPv4-in-IPv6) -> prr node (prr run) -> inet: two user-space hops',
+        `aplus = lan1 -> cpe1 (smap run: nftables SNAT + TUN smap0, IPv4-in-IPv6) -> prr node (prr run) -> inet: two user-space hops; [tunnel] offload = ${offload} on both`,
         'kernel = lan2 -> cpe2 (the same smap SNAT table, out the WAN veth as plain IPv4) -> prr node (kernel routing) -> inet',
         'tayga = 464XLAT: lan2 -> cpe2 (same SNAT table, tayga CLAT on TUN) -> prr node (tayga PLAT, NAT64 2001:db8:64::/96) -> inet: two C user-space hops',
         `TUN TX queue lengths: smap0 ${ourQlen.smap0}, prr0 ${ourQlen.prr0}, tayga's clat and nat64 ${taygaQlen} (--tayga-txqueuelen N; bench prr uses 10000)`,
@@ -164,7 +169,7 @@ export async function main(args: string[]): Promise<void> {
       ],
       rows,
     };
-    (report as Report & { raw?: unknown }).raw = { tcp, rtt };
+    (report as Report & { raw?: unknown }).raw = { tcp, tcpDown, rtt };
     print(report);
   } finally {
     l.destroy();

@@ -74,9 +74,9 @@ async function iperf(h: Host, args: string[], seconds: number): Promise<IperfJso
   }
 }
 
-/** TCP throughput (bit/s received) from client host to server address, one stream. */
-export async function tcpThroughput(client: Host, server: string, seconds = 5, port = 5201): Promise<number | null> {
-  const j = await iperf(client, ['-c', server, '-p', String(port), '-t', String(seconds), '-O', '1'], seconds);
+/** TCP throughput (bit/s received) from client host to server address, one stream; `reverse`: server to client (-R). */
+export async function tcpThroughput(client: Host, server: string, seconds = 5, port = 5201, reverse = false): Promise<number | null> {
+  const j = await iperf(client, ['-c', server, '-p', String(port), '-t', String(seconds), '-O', '1', ...(reverse ? ['-R'] : [])], seconds);
   return j.end?.sum_received?.bits_per_second ?? null;
 }
 

@@ -34,7 +34,7 @@ import type { StaticBinding } from './policy.js';
 
 export interface PrrIo {
   /** rawOutput: send IPv4 through a raw socket in batches ([prr] ipv4_output = raw). */
-  openTun(name: string, opts?: { rawOutput: boolean }): TunDevice;
+  openTun(name: string, opts?: { rawOutput: boolean; offload?: boolean }): TunDevice;
   openTunnel(bind: string): Tunnel6Socket;
   /** The send-only raw ICMPv6 socket for ICMPv6 errors to CPEs (absent: none are sent). */
   openIcmp6?(bind: string): Icmp6Socket;
@@ -123,7 +123,8 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
   let icmp6: Icmp6Socket | undefined;
   try {
     icmp6 = io.openIcmp6?.(brs.length === 1 ? ipv6ToString(brs[0]!, 0) : '::');
-    tun = io.openTun(model.tun, { rawOutput: model.ipv4Output === 'raw' });
+    tun = io.openTun(model.tun, { rawOutput: model.ipv4Output === 'raw', offload: model.offload });
+    if (model.offload && tun.offload !== true) log.info(`${tun.name}: the kernel refused TUN offloads; one packet per read`);
     // The TUN carries IPv4 only: no link-local IPv6, no router solicitations or MLD into it.
     io.sysctl(`net/ipv6/conf/${tun.name}/disable_ipv6`, '1');
     // The ICMPv4 errors the core makes for Internet hosts come out of the TUN with the PRR's own

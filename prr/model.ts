@@ -41,6 +41,8 @@ export interface PrrModel {
   tun: string;
   /** How decapsulated IPv4 is sent: a raw socket in batches, or the TUN ([prr] ipv4_output). */
   ipv4Output: 'raw' | 'tun';
+  /** Ask for TUN offloads ([tunnel] offload = auto). */
+  offload: boolean;
   /** The shared IPv4 pools (the flat file's one IPv4Shared address is a /32). */
   pools: Ipv4Prefix[];
   /** The IPv4 MTU inside the tunnel, resolved: `[tunnel] mtu`, or `[internal] mtu` - 40. */
@@ -127,6 +129,7 @@ export function modelFromConfig(cfg: PrrConfig, source: ConfigSource, file: stri
     bindings,
     tun: cfg.prr.tun,
     ipv4Output: cfg.prr.ipv4_output,
+    offload: cfg.tunnel.offload === 'auto',
     pools: cfg.prr.shared_ipv4,
     tunnelMtu: tunnelMtuOf(cfg),
     pmtuTimeout: cfg.tunnel.pmtu_timeout,

@@ -23,7 +23,7 @@ async function start(file: string): Promise<{ prr: Prr; log: Logger }> {
   const loaded = loadPrrModel(file);
   const log = createLogger('prr', loaded.logLevel);
   const prr = await startPrr(loaded, log, {
-    openTun: (name, opts) => openTun({ name, rawOutput: opts?.rawOutput ?? false }),
+    openTun: (name, opts) => openTun({ name, rawOutput: opts?.rawOutput ?? false, offload: opts?.offload ?? false }),
     openTunnel: (bind) => openTunnel6({ bind }),
     openIcmp6: (bind) => openIcmp6({ bind }),
     ip: ipCommand,

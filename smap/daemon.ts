@@ -58,7 +58,8 @@ import { bindingOfLease, endpointFromConfig, RegistrationClient } from './regist
 import type { LeaseReply } from '../provisioning/protocol.js';
 
 export interface SmapIo {
-  openTun(name: string): TunDevice;
+  /** offload: ask for TUN offloads ([tunnel] offload = auto); the device says if it got them. */
+  openTun(name: string, offload: boolean): TunDevice;
   openTunnel(bind: string): Tunnel6Socket;
   /** Run `ip ARGS` (throws NativeError with ip's message). */
   ip(args: string[]): void;
@@ -104,6 +105,8 @@ export interface SmapStatus {
   nat_failed: number | null;
   /** The FTP ALG ([nat] ftp), or null when it is off. */
   ftp_alg: FtpAlgSnapshot | null;
+  /** TUN offloads ([tunnel] offload) once the TUN is open: on or not, and what they carried. */
+  offload: { on: boolean; super_packets_read: number; super_packets_written: number; refused: number } | null;
 }
 
 export interface Smap {
@@ -291,6 +294,7 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
       ports_in_use: binding === undefined ? portUsage('', 0) : portUsage(text, binding.shared),
       nat_failed: (await natFailed()) ?? null,
       ftp_alg: ftpAlg?.snapshot() ?? null,
+      offload: tunOffload(tun),
     };
   };
 
@@ -423,7 +427,11 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
     if (lease !== undefined && lease.reply.mtu < mtu) mtu = lease.reply.mtu; // the PRR's tunnel MTU, when smaller
     pmtu = new PathMtu(mtu, cfg.tunnel.pmtu_timeout * 1000);
     core.setMtu(mtu);
-    tun = io.openTun(tunName);
+    tun = io.openTun(tunName, cfg.tunnel.offload === 'auto');
+    if (cfg.tunnel.offload === 'auto') {
+      log.info(tun.offload === true ? `${tun.name}: TUN offloads on (super-packets cut and coalesced in user space)`
+        : `${tun.name}: the kernel refused TUN offloads; one packet per read and write`);
+    }
     // The TUN carries IPv4 only: no link-local IPv6, no router solicitations or MLD into it.
     io.sysctl(`net/ipv6/conf/${tun.name}/disable_ipv6`, '1');
     io.ip(['link', 'set', 'dev', tun.name, 'mtu', String(mtu), 'txqueuelen', String(TUN_QUEUE), 'up']);
@@ -558,7 +566,7 @@ export async function startSmap(cfg: SmapConfig, file: string, log: Logger, io: 
   // Metrics are not worth a CPE that does not forward: a listener that fails is a warning.
   let metrics: MetricsServer | undefined;
   if (cfg.metrics.enabled) {
-    const registry = smapRegistry({ counters, binding: () => binding ?? { shared: 0, ports: { size: 0 } as SmapBinding['ports'] }, tunnelMtu: () => mtu, conntrackTable: () => io.conntrackTable(), natFailed, ftpAlg: () => ftpAlg?.snapshot() });
+    const registry = smapRegistry({ counters, binding: () => binding ?? { shared: 0, ports: { size: 0 } as SmapBinding['ports'] }, tunnelMtu: () => mtu, conntrackTable: () => io.conntrackTable(), natFailed, ftpAlg: () => ftpAlg?.snapshot(), offload: () => tunOffload(tun) });
     if (registering) {
       smapRegistrationMetrics(registry, {
         state: () => regState,
@@ -650,6 +658,12 @@ const PROC_CONNTRACK = '/proc/net/nf_conntrack';
 const PROC_CONNTRACK_STAT = '/proc/net/stat/nf_conntrack';
 
 /** The SmapIo of a real host: the ip, nft and conntrack tools, /proc/sys. */
+function tunOffload(tun: TunDevice | undefined): SmapStatus['offload'] {
+  if (tun === undefined) return null;
+  const st = tun.stats();
+  return { on: tun.offload === true, super_packets_read: st.gsoRx, super_packets_written: st.gsoTx, refused: st.gsoBad };
+}
+
 export function systemIo(openTun: SmapIo['openTun'], openTunnel: SmapIo['openTunnel'], originalDst: (fd: number) => { address: string; port: number }): SmapIo {
   return {
     openTun,

@@ -12,16 +12,19 @@
  * and source slots of the send batch are filled once, when the binding or the WAN address
  * changes, never per packet. Packets are sent from the receive ring where they lie (no copy).
  *
- * Toward the LAN it is one TUN write() per packet (inside one addon call per batch), and stays
- * so: user space has no batched TUN write (a write to the TUN fd reaches tun_get_user with
- * more = false, so even IFF_NAPI schedules its poll per packet; MSG_MORE batching is vhost's
- * tun_sendmsg only), and a raw IPv4 socket, as the PRR uses, would skip the conntrack de-NAT
- * that happens on the packet entering through smap0. Profiled in the e2e lab (perf, smap run,
- * Nov 2026): ~90% of the SMAP's CPU is kernel, ~3% its JS. TCP toward the LAN: 68% in the TUN
- * write()s, nearly all of it the kernel forwarding the packet on (conntrack, forward, veth, and
- * here even the LAN host's TCP receive, run in the writer's context), 16% recvmmsg. 64-byte UDP
- * toward the PRR: 73% sendmmsg (IPv6 output, and the PRR node's receive run in our context over
- * the veth), 12% TUN read. Syscall entry per packet is a small part; there is little to batch.
+ * TUN offloads ([tunnel] offload = auto, TunOptions.offload; the byte work in C, common/native/src/
+ * gso.c) change what the TUN's batches hold, not this loop. The kernel hands the TUN TCP (and UDP)
+ * super-packets of up to 64 KiB (the LAN host's TSO, forwarded whole), which the reader cuts into
+ * packets of the tunnel MTU before onTunBatch sees them: each segment is checked against the port
+ * set and the MTU like any packet. Toward the LAN, the TUN write coalesces consecutive TCP segments
+ * of one flow in a batch into one super-packet per write(), so the kernel's de-NAT, conntrack and
+ * forwarding, which run in the writer's context, run once for up to 64 segments, and the veth
+ * carries the super-packet whole (the kernel cuts it to the LAN MTU if need be). Profiled in the
+ * e2e lab (perf, smap run, Nov 2026): ~90% of the SMAP's CPU is kernel, ~3-6% its JS. Without
+ * offloads, TCP toward the LAN spent 62-68% in the TUN write()s (one packet each); with them
+ * 27%. TCP toward the Internet: 60% sendmmsg (IPv6 output, and the PRR node's receive, run in
+ * our context over the veth), 16% TUN write (its ACKs, not coalesced). 64-byte UDP toward the PRR:
+ * ~70% sendmmsg, 16% TUN read: one read per datagram, which offloads do not change.
  */
 import type { Icmp6ErrorReport, PacketPort, RingOptions, TunDevice, Tunnel6Socket, TxBatch } from '../common/native/types.js';
 import { Action, newVerdict, type SmapCore, type Verdict } from './core.js';

@@ -41,6 +41,8 @@ export interface SmapMetricsSource {
   natFailed?: () => Promise<number | undefined>;
   /** The FTP ALG's counters, when it runs. */
   ftpAlg?: () => FtpAlgSnapshot | undefined;
+  /** TUN offloads once the TUN is open, when on: super-packets read and cut, written coalesced, refused. */
+  offload?: () => { on: boolean; super_packets_read: number; super_packets_written: number; refused: number } | null;
 }
 
 export interface SmapMetricsOptions {
@@ -215,6 +217,23 @@ export function smapRegistry(src: SmapMetricsSource, opts: SmapMetricsOptions = 
         },
       });
     }
+  }
+  const offload = src.offload;
+  if (offload !== undefined) {
+    new Counter({
+      name: 'smap_offload_super_packets_total',
+      help: 'TUN offloads: super-packets read from the TUN and cut (read), coalesced and written to it (written), refused and dropped (refused)',
+      labelNames: ['event'] as const,
+      registers,
+      collect() {
+        this.reset();
+        const o = offload();
+        if (o == null || !o.on) return;
+        this.inc({ event: 'read' }, o.super_packets_read);
+        this.inc({ event: 'written' }, o.super_packets_written);
+        this.inc({ event: 'refused' }, o.refused);
+      },
+    });
   }
   new Gauge({
     name: 'smap_build_info',

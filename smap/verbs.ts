@@ -28,7 +28,7 @@ export function runVerb(program: Command, io: CliIo): void {
     .action(async (opts: { config: string }) => {
       const cfg = loadSmapConfig(opts.config);
       const log = createLogger('smap', cfg.smap.log_level);
-      const smap = await startSmap(cfg, opts.config, log, systemIo((name) => openTun({ name }), (bind) => openTunnel6({ bind, ...TUNNEL_RING }), originalDst));
+      const smap = await startSmap(cfg, opts.config, log, systemIo((name, offload) => openTun({ name, offload }), (bind) => openTunnel6({ bind, ...TUNNEL_RING }), originalDst));
       let stopped = false;
       const stopped$ = new Promise<void>((resolve) => {
         const stop = (): void => {
@@ -79,6 +79,11 @@ export function formatStatus(s: SmapStatus): string {
       : [`registration: ${s.registration.prr} ${s.registration.state}${s.registration.subscriber !== null ? ` as ${s.registration.subscriber}` : ''}${s.registration.expires_at !== null ? `, lease expires ${s.registration.expires_at}` : ''}${s.registration.last_error !== null ? ` (last error: ${s.registration.last_error})` : ''}`]),
     `wan: ${s.wan.interface} ${s.wan.ipv6 ?? '(no address yet)'}${s.wan.configured ? ' (configured)' : ''}`,
     `tunnel: ${s.tunnel.tun} mtu ${s.tunnel.mtu ?? '(not up)'}${s.tunnel.learnt_mtu != null ? ` (path MTU ${s.tunnel.learnt_mtu} from Packet Too Big, until ${s.tunnel.learnt_until}; full ${s.tunnel.base_mtu})` : ''}`,
+    ...(s.offload == null
+      ? []
+      : [s.offload.on
+        ? `offload: on (${s.offload.super_packets_read} super-packets read and cut, ${s.offload.super_packets_written} written coalesced, ${s.offload.refused} refused)`
+        : 'offload: off']),
     `lan: ${s.lan.interface} ${s.lan.prefix}`,
     `ports in use: ${pairs(u.byProtocol)} (${u.flows} flows: ${pairs(u.byService)})`,
     `counters: ${pairs(s.counters.global)}`,

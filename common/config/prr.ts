@@ -127,6 +127,13 @@ const sections = {
     mtu: s.autoInt({ min: s.MTU_MIN, max: s.MTU_MAX, default: 'auto' }),
     /** How long a path MTU learnt from Packet Too Big holds before the tunnel tries the full MTU again (RFC 8201 §4). */
     pmtu_timeout: s.duration({ min: s.PMTU_TIMEOUT_MIN, max: s.PMTU_TIMEOUT_MAX, default: s.PMTU_TIMEOUT_DEFAULT }),
+    /**
+     * TUN offloads on the TUN (as the SMAP's [tunnel] offload): TCP/UDP super-packets from the
+     * Internet are cut into tunnel-MTU packets in C; consecutive TCP segments of one flow toward
+     * the Internet leave as one super-packet through the TUN (the rest as [prr] ipv4_output says).
+     * `auto` asks the kernel and falls back if it refuses; `off` never asks.
+     */
+    offload: s.oneOf(['auto', 'off'] as const, { default: 'auto' }),
   },
   internal: side(INTERNAL_MTU_MIN, INTERNAL_MTU_MAX),
   external: side(EXTERNAL_MTU_MIN, EXTERNAL_MTU_MAX),

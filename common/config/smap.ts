@@ -2,7 +2,7 @@
  * The schema of /etc/smap/smap.ini (see smap/smap.ini.example for a commented file).
  *
  *   [smap]           WAN and LAN interfaces, LAN prefix to NAT, TUN name, log level, control socket
- *   [tunnel]         mtu, and the dnsmasq snippet that gives the LAN that MTU (DHCP option 26)
+ *   [tunnel]         mtu, and the dnsmasq snippet that gives the LAN that MTU (DHCP option 26), offload
  *   [static]         a binding given by hand: shared IPv4, port set, PRR IPv6 address
  *   [registration]   or a binding obtained from the PRR over SSH
  *   [nat]            application-level gateways: ftp (the SMAP's own, port-set aware FTP ALG)
@@ -43,6 +43,11 @@ const sections = {
     mtu_hook: s.filePath(),
     /** A shell command run after each rewrite of the snippet, so dnsmasq serves the new MTU (e.g. `/etc/init.d/dnsmasq reload`). */
     dnsmasq_reload: s.str({ pattern: /\S/, expect: 'a shell command' }),
+    /**
+     * TUN offloads (IFF_VNET_HDR, TSO/USO, partial checksums): `auto` asks the kernel and falls
+     * back to one packet per read/write if it refuses; `off` never asks.
+     */
+    offload: s.oneOf(['auto', 'off'] as const, { default: 'auto' }),
   },
   static: {
     shared_ipv4: s.ipv4(),

@@ -35,8 +35,8 @@ type PollHandle = { readonly __poll: unique symbol };
 
 /** The addon's exports, as src/addon.c registers them. */
 interface Addon {
-  tunOpen(name: string, multiQueue: boolean): { fd: number; name: string };
-  tunWrite(fd: number, slab: Buffer, offs: Int32Array, lens: Int32Array, count: number, st: Float64Array): number;
+  tunOpen(name: string, multiQueue: boolean, offload: boolean): { fd: number; name: string; offload: boolean };
+  tunWrite(fd: number, slab: Buffer, offs: Int32Array, lens: Int32Array, count: number, st: Float64Array, vnet: boolean): number;
   raw6Open(bind: Buffer | null, rcvbuf: number, sndbuf: number, proto: number): number;
   raw6SetPmtuDisc(fd: number, mode: number): void;
   raw6SetDontFrag(fd: number, on: boolean): void;
@@ -46,15 +46,17 @@ interface Addon {
     st: Float64Array, srcs: Buffer | null,
   ): number;
   raw4Open(sndbuf: number): number;
-  raw4Send(rawFd: number, tunFd: number, slab: Buffer, offs: Int32Array, lens: Int32Array, count: number, st: Float64Array): number;
+  raw4Send(rawFd: number, tunFd: number, slab: Buffer, offs: Int32Array, lens: Int32Array, count: number, st: Float64Array, vnet: boolean): number;
   pollStart(
-    fd: number, kind: 0 | 1, slab: Buffer, slotSize: number, headroom: number, batch: number, lens: Int32Array,
+    fd: number, kind: 0 | 1 | 2, slab: Buffer, slotSize: number, headroom: number, batch: number, lens: Int32Array,
     srcs: Buffer | null, dsts: Buffer | null, st: Float64Array, onBatch: (count: number) => void,
     onError: ((e: Icmp6ErrorReport) => void) | null,
   ): PollHandle;
   pollStop(h: PollHandle): boolean;
   closeFd(fd: number): void;
   originalDst(fd: number): { address: string; port: number };
+  gsoSplit(vnetPacket: Buffer, cap: number, max: number): Buffer[] | null;
+  groCoalesce(slab: Buffer, offs: Int32Array, lens: Int32Array, count: number): Buffer[];
   statsCount: number;
 }
 
@@ -148,6 +150,8 @@ class NativeTun extends NativePort implements TunDevice {
     readonly name: string,
     /** The raw IPv4 socket packets are sent through (rawOutput), or -1: written to the TUN. */
     private readonly rawFd: number,
+    /** Opened with IFF_VNET_HDR and offloads: every read and write carries a vnet header. */
+    readonly offload: boolean,
   ) {
     super(fd, ring, `TUN ${name}`);
   }
@@ -164,7 +168,7 @@ class NativeTun extends NativePort implements TunDevice {
 
   protected startPoll(onBatch: (count: number) => void): PollHandle {
     const r = this.ring;
-    return native().pollStart(this.fd, 0, r.slab, r.slotSize, r.headroom, r.batch, r.lens, null, null,
+    return native().pollStart(this.fd, this.offload ? 2 : 0, r.slab, r.slotSize, r.headroom, r.batch, r.lens, null, null,
       this.counters, onBatch, null);
   }
 
@@ -172,10 +176,10 @@ class NativeTun extends NativePort implements TunDevice {
     this.checkOpen();
     if (this.rawFd >= 0) {
       return call(`${this.label}: sendmmsg raw IPv4`, () =>
-        native().raw4Send(this.rawFd, this.fd, tx.slab, tx.offsets, tx.lens, tx.count, this.counters));
+        native().raw4Send(this.rawFd, this.fd, tx.slab, tx.offsets, tx.lens, tx.count, this.counters, this.offload));
     }
     return call(`${this.label}: write`, () =>
-      native().tunWrite(this.fd, tx.slab, tx.offsets, tx.lens, tx.count, this.counters));
+      native().tunWrite(this.fd, tx.slab, tx.offsets, tx.lens, tx.count, this.counters, this.offload));
   }
 }
 
@@ -222,11 +226,14 @@ class NativeTunnel6 extends NativePort implements Tunnel6Socket {
   }
 }
 
-/** Opens (creates) a TUN device, IFF_TUN|IFF_NO_PI. The device lives while the fd is open. */
+/**
+ * Opens (creates) a TUN device, IFF_TUN|IFF_NO_PI, with offloads if asked and the kernel takes
+ * them (see TunOptions.offload). The device lives while the fd is open.
+ */
 export function openTun(opts: TunOptions): TunDevice {
   const ring = makeRing(opts, false, `TUN ${opts.name}`);
   const a = native();
-  const r = call(`TUN ${opts.name}: open`, () => a.tunOpen(opts.name, opts.multiQueue ?? false));
+  const r = call(`TUN ${opts.name}: open`, () => a.tunOpen(opts.name, opts.multiQueue ?? false, opts.offload ?? false));
   let raw = -1;
   if (opts.rawOutput === true) {
     try {
@@ -236,7 +243,7 @@ export function openTun(opts: TunOptions): TunDevice {
       throw err;
     }
   }
-  return new NativeTun(r.fd, ring, r.name, raw);
+  return new NativeTun(r.fd, ring, r.name, raw, r.offload);
 }
 
 export const DEFAULT_SOCKET_BUFFER = 4 * 1024 * 1024;
@@ -307,3 +314,16 @@ export function openIcmp6(opts: Icmp6Options): Icmp6Socket {
 export function originalDst(fd: number): { address: string; port: number } {
   return call('SO_ORIGINAL_DST', () => native().originalDst(fd));
 }
+
+/**
+ * The offload byte work of src/gso.c without a TUN, for tests: `gsoSplit` cuts what a TUN with
+ * offloads returns (a 10-byte vnet header, then the packet) into the packets the reader hands on
+ * (null: refused and dropped, counted as gso_bad), at most `max` per call as the reader cuts at
+ * most a ring's free slots at a time; `groCoalesce` plans a send batch and returns
+ * each write() it would make (vnet header + packet).
+ */
+export const gsoTesting = {
+  gsoSplit: (vnetPacket: Buffer, cap: number, max = 1024): Buffer[] | null => native().gsoSplit(vnetPacket, cap, max),
+  groCoalesce: (slab: Buffer, offsets: Int32Array, lens: Int32Array, count: number): Buffer[] =>
+    native().groCoalesce(slab, offsets, lens, count),
+};

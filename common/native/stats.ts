@@ -23,9 +23,12 @@ export const STAT = {
   rxSyscalls: 15, // read/readv/recvmmsg calls
   txSyscalls: 16, // write/sendmmsg calls
   txFallback: 17, // raw IPv4 output refused the packet; it went through the TUN instead
+  gsoRx: 18, // super-packets read from a TUN with offloads, cut into segments
+  gsoTx: 19, // super-packets of coalesced TCP segments written to a TUN with offloads
+  gsoBad: 20, // packets read with a vnet header that could not be cut or checksummed, dropped
 } as const satisfies Record<keyof IoStats, number>;
 
-export const STATS_COUNT = 18;
+export const STATS_COUNT = 21;
 
 export function newCounters(): Float64Array {
   return new Float64Array(STATS_COUNT);

@@ -56,6 +56,9 @@ export interface IoStats {
   rxSyscalls: number;
   txSyscalls: number;
   txFallback: number;
+  gsoRx: number;
+  gsoTx: number;
+  gsoBad: number;
 }
 
 export interface PacketPort {
@@ -73,6 +76,12 @@ export interface PacketPort {
 
 export interface TunDevice extends PacketPort {
   readonly name: string; // the kernel's name (a `%d` in the requested name is filled in)
+  /**
+   * TUN offloads are on (TunOptions.offload and the kernel took them). The port's users see no
+   * difference: received super-packets arrive cut into packets of the device MTU with complete
+   * checksums, and sent TCP segments of one flow may leave as one super-packet. Absent = off.
+   */
+  readonly offload?: boolean;
 }
 
 export type PmtuMode = 'dont' | 'want' | 'do' | 'probe';
@@ -131,6 +140,18 @@ export interface TunOptions extends RingOptions {
   rawOutput?: boolean;
   /** Send buffer of the raw IPv4 socket, bytes (default 4 MiB). */
   sndbuf?: number;
+  /**
+   * TUN offloads, as wireguard-go and tailscale use them (src/gso.c): IFF_VNET_HDR, a 10-byte
+   * virtio_net_hdr, TUNSETOFFLOAD(CSUM | TSO4 | TSO6 [| USO4 | USO6]). The kernel then hands us
+   * TCP (and UDP) super-packets of up to 64 KiB, which the reader cuts into segments of the
+   * device MTU in C; a send coalesces consecutive TCP segments of one flow in the batch into one
+   * super-packet per write(), so the kernel's NAT, conntrack and forwarding run once for them.
+   * If the kernel refuses, the TUN is opened without (`offload` false on the device). With
+   * rawOutput, coalesced super-packets go to the TUN (the kernel forwards them, once each; their
+   * TTL is raised by one first, as forwarding lowers it again) and every other packet to the raw
+   * socket, in order.
+   */
+  offload?: boolean;
 }
 
 export interface Tunnel6Options extends RingOptions {

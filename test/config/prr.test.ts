@@ -55,7 +55,7 @@ t.test('defaults', async (t) => {
       log_level: 'info',
     },
   );
-  t.same(cfg.tunnel, { mtu: 'auto', pmtu_timeout: 600 });
+  t.same(cfg.tunnel, { mtu: 'auto', pmtu_timeout: 600, offload: 'auto' });
   const side = {
     mtu: 1500,
     generate_icmp_errors: true,

@@ -24,7 +24,7 @@ t.test('defaults, with a static binding', async (t) => {
     log_level: 'info',
     control_socket: '/run/smap/control.sock',
   });
-  t.same(cfg.tunnel, { mtu: 'auto', pmtu_timeout: 600, dnsmasq_snippet: undefined });
+  t.same(cfg.tunnel, { mtu: 'auto', pmtu_timeout: 600, dnsmasq_snippet: undefined, offload: 'auto' });
   t.same(cfg.registration, { prr_host: undefined, prr_port: 2222, host_key_fingerprint: undefined, key_file: '/etc/smap/id_ed25519' });
   t.same(cfg.metrics, { enabled: true, listen: { host: '127.0.0.1', port: 9151 } });
   t.same(cfg.nat, { ftp: true }, 'the FTP ALG is on by default');
@@ -33,7 +33,9 @@ t.test('defaults, with a static binding', async (t) => {
   const rel = parseSmapConfig(`[smap]\nwan_interface = wan\n[registration]\nprr_host = prr.example.net\nhost_key_fingerprint = ${FP}\nkey_file = id\n`, '/etc/smap/smap.ini');
   t.equal(rel.registration.key_file, '/etc/smap/id');
   const tun = parseSmapConfig(`${STATIC}[tunnel]\nmtu = 1420\npmtu_timeout = 10m\ndnsmasq_snippet = dnsmasq.d/smap.conf\n`, '/etc/smap/smap.ini');
-  t.same(tun.tunnel, { mtu: 1420, pmtu_timeout: 600, dnsmasq_snippet: '/etc/smap/dnsmasq.d/smap.conf' });
+  t.same(tun.tunnel, { mtu: 1420, pmtu_timeout: 600, dnsmasq_snippet: '/etc/smap/dnsmasq.d/smap.conf', offload: 'auto' });
+  t.equal(parseSmapConfig(`${STATIC}[tunnel]\noffload = off\n`).tunnel.offload, 'off', 'offload = off');
+  t.throws(() => parseSmapConfig(`${STATIC}[tunnel]\noffload = on\n`, '/etc/smap/smap.ini'), /\[tunnel\] offload/, 'offload takes auto or off only');
   t.throws(() => parseSmapConfig(`${STATIC}[tunnel]\npmtu_timeout = 2s\n`, '/etc/smap/smap.ini'), /pmtu_timeout/, 'pmtu_timeout under 5 s is refused');
 });
 

@@ -116,6 +116,8 @@ export interface CpeSpec {
   /** With `core`: the MTU of a link further along the path to the PRR (the CPE's access router
    * to the core); the CPE's own link stays 1500. */
   pathMtu?: number;
+  /** `[tunnel] offload` of the agent (default: unset, i.e. auto). */
+  offload?: 'auto' | 'off';
 }
 
 export interface SmapLabOptions {
@@ -304,6 +306,7 @@ export async function buildSmapLab(tag: string, specs: readonly [CpeSpec, CpeSpe
       writeFileSync(config, [
         '[smap]', 'wan_interface = wan', 'lan_interface = lan', 'lan_prefix = 192.168.1.0/24', `control_socket = ${join(dir, `cpe${n}.sock`)}`,
         '[tunnel]', 'mtu = auto', `dnsmasq_snippet = ${join(dir, `cpe${n}-dnsmasq.conf`)}`,
+        ...(spec.offload !== undefined ? [`offload = ${spec.offload}`] : []),
         ...(spec.register === undefined
           ? ['[static]', `shared_ipv4 = ${SHARED}`, `ports = ${spec.ports}`, `prr_ipv6 = ${BR}`]
           : (() => {

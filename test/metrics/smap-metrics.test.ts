@@ -19,7 +19,9 @@ const CONNTRACK = [
   'ipv4     2 udp      17 20 src=192.168.1.2 dst=192.168.1.1 sport=68 dport=67 src=192.168.1.1 dst=192.168.1.2 sport=67 dport=68 mark=0 use=1',
 ].join('\n');
 
-function world(opts: { conntrack?: () => Promise<string>; mtu?: number; natFailed?: () => Promise<number | undefined> } = {}) {
+type Offload = { on: boolean; super_packets_read: number; super_packets_written: number; refused: number } | null;
+
+function world(opts: { conntrack?: () => Promise<string>; mtu?: number; natFailed?: () => Promise<number | undefined>; offload?: () => Offload } = {}) {
   const counters = new SmapCounters();
   let reads = 0;
   let clock = 5_000_000;
@@ -34,6 +36,7 @@ function world(opts: { conntrack?: () => Promise<string>; mtu?: number; natFaile
         return (opts.conntrack ?? (() => Promise.resolve(CONNTRACK)))();
       },
       ...(opts.natFailed === undefined ? {} : { natFailed: opts.natFailed }),
+      ...(opts.offload === undefined ? {} : { offload: opts.offload }),
     },
     { now: () => clock },
   );
@@ -100,6 +103,19 @@ t.test('flows the NAT refused: smap_nat_flows_failed_total from conntrack, absen
   n = 20;
   t.equal(value(await w.scrape(), 'smap_nat_flows_failed_total'), 20, 'follows the kernel count');
   t.notMatch(await world().scrape(), /smap_nat_flows_failed_total/, 'no source: no family');
+});
+
+t.test('TUN offloads: super-packets by event while on, no series while off or before the TUN opens', async (t) => {
+  let o: Offload = null;
+  const w = world({ offload: () => o });
+  t.equal(labelValues(await w.scrape(), 'smap_offload_super_packets_total', 'event').length, 0, 'no TUN yet');
+  o = { on: false, super_packets_read: 0, super_packets_written: 0, refused: 0 };
+  t.equal(labelValues(await w.scrape(), 'smap_offload_super_packets_total', 'event').length, 0, 'offloads off');
+  o = { on: true, super_packets_read: 12, super_packets_written: 7, refused: 1 };
+  const text = await w.scrape();
+  t.equal(value(text, 'smap_offload_super_packets_total', { event: 'read' }), 12);
+  t.equal(value(text, 'smap_offload_super_packets_total', { event: 'written' }), 7);
+  t.equal(value(text, 'smap_offload_super_packets_total', { event: 'refused' }), 1);
 });
 
 t.test('conntrack unreadable: no port series, smap_conntrack_up 0, the rest still served', async (t) => {

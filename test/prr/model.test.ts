@@ -72,6 +72,7 @@ t.test('the 2010 flat file: bindings, policy and every default', async (t) => {
     ],
     tun: 'prr0',
     ipv4Output: 'raw',
+    offload: true,
     pools: ['192.0.2.100/32'],
     tunnelMtu: 1460,
     pmtuTimeout: 600,

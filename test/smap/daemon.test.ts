@@ -52,7 +52,11 @@ class FakeSystem implements SmapIo {
   tunnel: FakeTunnel6 | undefined;
   private onAddr: (() => void) | undefined;
   constructor(private readonly net: FakeNet6, private readonly cpeAddrs: string[]) {}
-  openTun = (name: string): FakeTun => (this.tun = new FakeTun(name));
+  tunOffload: boolean | undefined;
+  openTun = (name: string, offload: boolean): FakeTun => {
+    this.tunOffload = offload;
+    return (this.tun = new FakeTun(name));
+  };
   openTunnel = (bind: string): FakeTunnel6 => (this.tunnel = this.net.socket({ bind, addresses: this.cpeAddrs }));
   ip = (args: string[]): void => void this.ipCalls.push(args.join(' '));
   ipJson(args: string[]): unknown {
@@ -174,6 +178,10 @@ t.test('waits for the WAN address, forwards both ways, follows a new address, re
   t.match(text, 'binding: static 192.0.2.100 ports psid:a=6/k=6/id=5 (1008 ports) via 2001:db8:ffff::1\n');
   t.match(text, 'ports in use: tcp 1, udp 0, icmp 0 (1 flows: dns 0, http 0, https 1, other 0)\n');
   t.match(text, 'drops to prr: outside_set 2\n');
+  t.same(st['offload'], { on: false, super_packets_read: 0, super_packets_written: 0, refused: 0 }, 'the fake TUN has no offloads');
+  t.match(text, '\noffload: off\n');
+  t.match(formatStatus({ ...st, offload: { on: true, super_packets_read: 3, super_packets_written: 4, refused: 0 } } as never),
+    '\noffload: on (3 super-packets read and cut, 4 written coalesced, 0 refused)\n');
   t.same(await controlRequest(sock, { cmd: 'nope' }), { ok: false, error: 'unknown command "nope": expected status or register' });
 
   await smap.stop();
@@ -197,11 +205,14 @@ t.test('configured WAN address and MTU; a failed nft undoes everything', async (
   t.same(sys.ipCalls[0], 'link set dev smap0 mtu 1400 txqueuelen 4096 up', 'the configured MTU');
   t.equal(sys.sysctls.get('net/netfilter/nf_conntrack_helper'), '0', 'automatic helper assignment turned off');
   t.ok(log.lines.some((l) => l.startsWith('WARN') && l.includes('ip_forward')), 'forwarding off: a warning');
+  t.equal(sys.tunOffload, true, '[tunnel] offload = auto by default: TUN offloads asked for');
+  t.ok(log.lines.some((l) => l.includes('refused TUN offloads')), 'a TUN without them (the fake): said, and it runs');
   await smap.stop();
 
   const sys2 = new FakeSystem(new FakeNet6(), ['2001:db8:1::2']);
   sys2.failNft = true;
-  const smap2 = await startSmap(parseSmapConfig(text, file), file, memoryLogger(), sys2);
+  const smap2 = await startSmap(parseSmapConfig(text.replace('[tunnel]\n', '[tunnel]\noffload = off\n'), file), file, memoryLogger(), sys2);
+  t.equal(sys2.tunOffload, false, 'offload = off: not asked for');
   await t.rejects(smap2.ready, /nft: Error/, 'the nft failure reaches the caller');
   t.throws(() => sys2.tunnel!.send({ slab: Buffer.alloc(20), offsets: Int32Array.of(0), lens: Int32Array.of(20), dsts: Buffer.alloc(16), count: 1 }), /after close/, 'the tunnel socket was closed');
   t.throws(() => sys2.tun!.send({ slab: Buffer.alloc(20), offsets: Int32Array.of(0), lens: Int32Array.of(20), count: 1 }), /after close/, 'the TUN was closed');

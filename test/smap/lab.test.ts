@@ -170,6 +170,9 @@ t.test('two CPEs share one IPv4 address through the PRR', { skip: labUnavailable
     t.match(r.stdout, `binding: static ${SHARED} ports ${SETS[0]} (1008 ports) via 2001:db8:ffff::1\n`);
     t.match(r.stdout, 'wan: wan 2001:db8:1::2\n');
     t.match(r.stdout, 'tunnel: smap0 mtu 1460\n');
+    // TUN offloads are on by default ([tunnel] offload = auto): the iperf3 run above went through
+    // them (TSO super-packets from the LAN host cut in user space; none refused).
+    t.match(r.stdout, /^offload: on \([1-9]\d* super-packets read and cut, \d+ written coalesced, 0 refused\)$/m);
     t.match(r.stdout, /^ports in use: tcp \d+, udp \d+, icmp \d+ /m);
     t.notMatch(cpe1.host.run('nft', 'list', 'ruleset'), /ct helper/, 'no ct helper anywhere in the CPE ruleset');
   });

@@ -4,13 +4,15 @@
  *
  * Shared declarations of the translation units:
  *   addon.c     module init, argument helpers, errors, closeFd
- *   tun.c       tunOpen, tunWrite
+ *   tun.c       tunOpen, tunWrite (with offloads: IFF_VNET_HDR, coalesced writes)
+ *   gso.c       segmentation and coalescing for TUN offloads (pure; gso.h)
  *   raw6.c      raw6Open, raw6SetPmtuDisc, raw6SetDontFrag, pathMtu
  *   send.c      raw6Send (sendmmsg)
  *   raw4.c      raw4Open, raw4Send: IPv4 output in batches, the TUN as fallback
  *   poll.c      pollStart, pollStop: the batched receive loop
  *   errqueue.c  error-queue reports (poller.h is shared by poll.c and errqueue.c)
  *   sockopt.c   originalDst (SO_ORIGINAL_DST of a redirected TCP connection)
+ *   gsotest.c   gsoSplit, groCoalesce: gso.c without a TUN, for unit tests
  */
 #ifndef APLUS_NATIVE_H
 #define APLUS_NATIVE_H
@@ -42,7 +44,10 @@ enum {
   ST_RX_SYSCALLS = 15,      /* read/readv/recvmmsg calls */
   ST_TX_SYSCALLS = 16,      /* write/sendmmsg calls */
   ST_TX_FALLBACK = 17,      /* raw IPv4 output refused a packet; written to the TUN instead */
-  ST_COUNT = 18
+  ST_GSO_RX = 18,           /* super-packets read from a TUN with offloads and cut into segments */
+  ST_GSO_TX = 19,           /* super-packets of coalesced TCP segments written to a TUN */
+  ST_GSO_BAD = 20,          /* packets read with a vnet header that could not be cut or completed, dropped */
+  ST_COUNT = 21
 };
 
 #define APLUS_MAX_BATCH 1024 /* UIO_MAXIOV: the most sendmmsg/recvmmsg take in one call */
@@ -79,6 +84,8 @@ napi_value raw4_send(napi_env env, napi_callback_info info);
 napi_value poll_start(napi_env env, napi_callback_info info);
 napi_value poll_stop(napi_env env, napi_callback_info info);
 napi_value original_dst(napi_env env, napi_callback_info info);
+napi_value gso_split(napi_env env, napi_callback_info info);
+napi_value gro_coalesce(napi_env env, napi_callback_info info);
 
 #define ARGS(n)                                                                 \
   size_t argc = (n);                                                            \

@@ -29,6 +29,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "gso.h"
 #include "poller.h"
 
 static void free_poller(poller *p) {
@@ -37,6 +38,7 @@ static void free_poller(poller *p) {
   free(p->names);
   free(p->ctrl);
   free(p->scratch);
+  free(p->big);
   free(p);
 }
 
@@ -90,6 +92,69 @@ static void rx_tun(poller *p) {
     }
     if (k > 0 && deliver(p, k) != 0) return;
     if (k < p->batch) return;
+  }
+}
+
+/*
+ * A TUN with offloads: each read is [vnet header][packet]. The packet lands in its slot (the rest
+ * of a super-packet in big + cap). A plain packet stays there, its partial checksum completed; a
+ * super-packet is made contiguous in big and cut into as many slots (vnet_to_slots). When the
+ * ring fills up in the middle of one, the batch is delivered and the cutting goes on.
+ */
+static void rx_tun_vnet(poller *p) {
+  for (int round = 0; round < MAX_ROUNDS && p->active; round++) {
+    uint32_t k = 0;
+    int more = 1;
+    while (k < p->batch) {
+      vnet_hdr h;
+      uint8_t *slot = p->slab + (size_t)k * p->slot + p->headroom;
+      struct iovec iov[3] = {{&h, VNET_HDR_LEN}, {slot, p->cap}, {p->big + p->cap, VNET_BIG}};
+      p->st[ST_RX_SYSCALLS] += 1;
+      ssize_t n = readv(p->fd, iov, 3);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) p->st[ST_RX_ERRORS] += 1;
+        more = 0;
+        break;
+      }
+      if (n < VNET_HDR_LEN) {
+        p->st[ST_GSO_BAD] += 1;
+        continue;
+      }
+      size_t len = (size_t)n - VNET_HDR_LEN;
+      if (len > (size_t)p->cap + VNET_BIG || (h.gso_type == VNET_GSO_NONE && len > p->cap)) {
+        p->st[ST_RX_TRUNCATED] += 1;
+        continue;
+      }
+      if (h.gso_type == VNET_GSO_NONE) {
+        if (vnet_complete_csum(&h, slot, len) != 0) {
+          p->st[ST_GSO_BAD] += 1;
+          continue;
+        }
+        p->lens[k++] = (int32_t)len;
+        p->st[ST_RX_BYTES] += (double)len;
+        continue;
+      }
+      memcpy(p->big, slot, len < p->cap ? len : p->cap);
+      uint32_t seg = 0;
+      do {
+        if (k == p->batch) { /* the ring is full: deliver, cut the rest into an empty one */
+          if (deliver(p, k) != 0) return;
+          k = 0;
+          if (!p->active) return;
+        }
+        int m = vnet_to_slots(&h, p->big, len, p->slab, p->slot, p->headroom, p->cap, k, p->batch - k, p->lens, &seg);
+        if (m < 0) {
+          p->st[ST_GSO_BAD] += 1; /* only on the first cut: nothing of it was handed on */
+          break;
+        }
+        if (seg == 0) p->st[ST_GSO_RX] += 1;
+        for (int i = 0; i < m; i++) p->st[ST_RX_BYTES] += p->lens[k + (uint32_t)i];
+        k += (uint32_t)m;
+      } while (seg != 0);
+    }
+    if (k > 0 && deliver(p, k) != 0) return;
+    if (!more) return;
   }
 }
 
@@ -147,7 +212,7 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   p->in_cb++;
   p->st[ST_RX_WAKEUPS] += 1;
   if (p->kind == KIND_RAW6 && (status < 0 || (events & UV_PRIORITIZED))) drain_errqueue(p);
-  if (p->active) (p->kind == KIND_RAW6 ? rx_raw6 : rx_tun)(p);
+  if (p->active) (p->kind == KIND_RAW6 ? rx_raw6 : p->kind == KIND_TUN_VNET ? rx_tun_vnet : rx_tun)(p);
   if (status < 0 && p->active) {
     /* libuv stopped the handle (POLLERR without POLLPRI). Restart while the fd is alive. */
     if (p->kind == KIND_RAW6 && fcntl(p->fd, F_GETFD) >= 0 && uv_poll_start(h, p->uv_events, on_poll) == 0) {
@@ -186,7 +251,7 @@ static void box_finalize(napi_env env, void *data, void *hint) {
 }
 
 /*
- * pollStart(fd, kind 0=tun|1=raw6, slab, slotSize, headroom, batch, lens, srcs|null, dsts|null,
+ * pollStart(fd, kind 0=tun|1=raw6|2=tun with vnet header, slab, slotSize, headroom, batch, lens, srcs|null, dsts|null,
  *           stats, onBatch(count), onError(report)|null) -> handle
  */
 napi_value poll_start(napi_env env, napi_callback_info info) {
@@ -203,7 +268,8 @@ napi_value poll_start(napi_env env, napi_callback_info info) {
       arg_bytes_or_null(env, argv[8], "dsts", &dsts, &ndsts) != 0 || arg_stats(env, argv[9], &st) != 0 ||
       arg_fn_or_null(env, argv[10], "onBatch") != 0 || arg_fn_or_null(env, argv[11], "onError") != 0)
     return NULL;
-  if (kind != KIND_TUN && kind != KIND_RAW6) return throw_range(env, "kind must be 0 (tun) or 1 (raw6)");
+  if (kind != KIND_TUN && kind != KIND_RAW6 && kind != KIND_TUN_VNET)
+    return throw_range(env, "kind must be 0 (tun), 1 (raw6) or 2 (tun with vnet header)");
   if (fd < 0) return throw_range(env, "fd must be >= 0");
   if (batch < 1 || batch > APLUS_MAX_BATCH) return throw_range(env, "batch must be 1..1024");
   if (headroom < 0 || slot <= headroom) return throw_range(env, "slotSize must exceed headroom");
@@ -217,6 +283,7 @@ napi_value poll_start(napi_env env, napi_callback_info info) {
   if (p == NULL || box == NULL) goto oom;
   p->scratch = malloc(SCRATCH);
   if (p->scratch == NULL) goto oom;
+  if (kind == KIND_TUN_VNET && (p->big = malloc((size_t)(slot - headroom) + VNET_BIG)) == NULL) goto oom;
   if (kind == KIND_RAW6) {
     p->msgs = calloc((size_t)batch, sizeof *p->msgs);
     p->iovs = calloc((size_t)batch, sizeof *p->iovs);

@@ -8,11 +8,13 @@
 
 #define KIND_TUN 0
 #define KIND_RAW6 1
+#define KIND_TUN_VNET 2 /* a TUN with offloads: a vnet header before each packet (gso.c) */
 #define MAX_ROUNDS 8         /* full batches per readable event */
 #define MAX_ERRQ 256         /* error-queue messages per event */
 #define MAX_SOCK_ERRORS 16   /* pending socket errors consumed per event */
 #define SCRATCH 65536        /* TUN overflow iovec (truncation detection) and error payloads */
 #define RX_CTRL 128          /* per-message control buffer on receive */
+#define VNET_BIG 65536       /* KIND_TUN_VNET: room for a super-packet beyond its slot */
 
 typedef struct poller {
   uv_poll_t handle; /* first: the uv callbacks cast back */
@@ -30,6 +32,7 @@ typedef struct poller {
   struct sockaddr_in6 *names;
   uint8_t *ctrl;
   uint8_t *scratch;
+  uint8_t *big; /* KIND_TUN_VNET: cap + VNET_BIG bytes, a super-packet made contiguous */
 } poller;
 
 enum { R_SLAB, R_LENS, R_SRCS, R_DSTS, R_STATS, R_ONBATCH, R_ONERROR, R_RESOURCE };

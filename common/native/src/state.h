@@ -8,6 +8,7 @@
 #include <sys/uio.h>
 
 #include "aplus.h"
+#include "gso.h"
 
 struct addon_state {
   struct mmsghdr msgs[APLUS_MAX_BATCH];
@@ -18,6 +19,11 @@ struct addon_state {
     struct cmsghdr align;
     unsigned char buf[APLUS_SEND_CTRL];
   } ctrl[APLUS_MAX_BATCH];
+  /* tunWrite with a vnet header (gso.c): the plan of one batch and one write's iovec. */
+  gro_item gro[APLUS_MAX_BATCH];
+  int32_t gro_next[APLUS_MAX_BATCH];
+  uint8_t gro_hdr[GRO_HDR_ROOM];
+  struct iovec gro_iov[GRO_MAX_SEGS + 1];
 };
 
 /* Point message m of the scratch vector at one packet and its destination; returns its header. */
