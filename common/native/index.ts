@@ -55,6 +55,7 @@ interface Addon {
   pollStop(h: PollHandle): boolean;
   closeFd(fd: number): void;
   originalDst(fd: number): { address: string; port: number };
+  adviseHugePages(buf: ArrayBuffer, collapse: boolean): number;
   statsCount: number;
 }
 
@@ -306,4 +307,16 @@ export function openIcmp6(opts: Icmp6Options): Icmp6Socket {
  */
 export function originalDst(fd: number): { address: string; port: number } {
   return call('SO_ORIGINAL_DST', () => native().originalDst(fd));
+}
+
+/**
+ * Ask the kernel to back `buf` with transparent huge pages (madvise MADV_HUGEPAGE on its 2 MiB-
+ * aligned part; THP in `madvise` mode uses them nowhere else): a big table read at random then
+ * costs a cache miss per lookup but no TLB miss, which on a virtual machine (nested page walks)
+ * is as dear. Call it right after allocating, before the pages are touched; `collapse` also
+ * rebuilds pages already touched (MADV_COLLAPSE, best effort). Returns the bytes advised (0 for
+ * a buffer too small to hold a whole huge page).
+ */
+export function adviseHugePages(buf: ArrayBuffer, opts: { collapse?: boolean } = {}): number {
+  return call('madvise MADV_HUGEPAGE', () => native().adviseHugePages(buf, opts.collapse ?? false));
 }

@@ -79,6 +79,7 @@ napi_value raw4_send(napi_env env, napi_callback_info info);
 napi_value poll_start(napi_env env, napi_callback_info info);
 napi_value poll_stop(napi_env env, napi_callback_info info);
 napi_value original_dst(napi_env env, napi_callback_info info);
+napi_value advise_huge_pages(napi_env env, napi_callback_info info);
 
 #define ARGS(n)                                                                 \
   size_t argc = (n);                                                            \
