@@ -228,6 +228,15 @@ export function memoryMb(pid: number): { rss: number; peak: number } {
   return { rss: s('VmRSS'), peak: s('VmHWM') };
 }
 
+/** MiB of a process's memory in transparent huge pages (/proc/PID/smaps_rollup AnonHugePages). */
+export function hugePagesMb(pid: number): number {
+  try {
+    return Number(/^AnonHugePages:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? NaN) / 1024;
+  } catch {
+    return NaN;
+  }
+}
+
 function readStatus(pid: number): string {
   try {
     return readFileSync(`/proc/${pid}/status`, 'utf8');

@@ -30,7 +30,7 @@ import { join } from 'node:path';
 import { Lab } from '../test/lab/lab.js';
 import { controlRequest } from '../prr/control.js';
 import { iperfServer, pingRtt, printReport, tcpThroughput, type Report, type Row } from './lib.js';
-import { buildKernel, buildPrr, buildTayga, hostCpu, schedSeconds, memoryMb, TAYGA_GEN6, TAYGA_DST6, type Contender } from './prr-lab.js';
+import { buildKernel, buildPrr, buildTayga, hostCpu, schedSeconds, memoryMb, hugePagesMb, TAYGA_GEN6, TAYGA_DST6, type Contender } from './prr-lab.js';
 import { cpuPerPacket, Gen, genTrial, iperfUdpTrial, lockstep, median, NoDropSearch, sleep, type Trial } from './prr-measure.js';
 import { kernelPackets, prrPackets, spread, taygaPackets, writePacketFile } from './prr-packets.js';
 
@@ -74,6 +74,7 @@ async function cpuDuring<T>(pids: Record<string, number | undefined>, fn: () => 
 
 export async function main(args: string[]): Promise<void> {
   const quick = args.includes('--quick');
+  const loadStart = os.loadavg().map((x) => x.toFixed(1)).join(' ');
   const nBig = Number(flag(args, '--bindings') ?? 1_000_000);
   const reps = quick ? 1 : 3;
   const trialSec = quick ? 0.5 : 1;
@@ -183,6 +184,7 @@ export async function main(args: string[]): Promise<void> {
 
     const stats: Record<string, unknown> = {};
     const memBigAfter = memoryMb(big.prr.pid!);
+    const hugeBig = hugePagesMb(big.prr.pid!);
     for (const [w, s] of [['prr', small], ['prrtun', tunOut], ['prr1m', big]] as const) {
       const st = await controlRequest(s.control, { cmd: 'stats' });
       const drops = (d: unknown): Record<string, number> => Object.fromEntries(Object.entries((d ?? {}) as Record<string, number>).filter(([, v]) => v > 0));
@@ -214,11 +216,13 @@ export async function main(args: string[]): Promise<void> {
       { metric: `PRR RSS after load, ${nBig} bindings`, unit: 'MB', values: { prr: memBig.rss } },
       { metric: `PRR RSS at the end of the run, ${nBig} bindings`, unit: 'MB', values: { prr: memBigAfter.rss } },
       { metric: `PRR peak RSS (VmHWM), ${nBig} bindings`, unit: 'MB', values: { prr: memBigAfter.peak } },
+      { metric: `PRR memory in transparent huge pages (AnonHugePages), ${nBig} bindings`, unit: 'MB', values: { prr: hugeBig } },
       { metric: 'PRR control bind rate, 10 bindings', unit: 'binds/s', values: { prr: bind10 } },
       { metric: `PRR control bind rate, ${nBig} bindings`, unit: 'binds/s', values: { prr: bindBig } },
     ];
     const ratio = (a: number | null, b: number | null): string => (a !== null && b !== null && b > 0 ? (a / b).toFixed(3) : 'n/a');
     notes.push(
+      `load average at the start ${loadStart}`,
       `load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} (2 cores shared with other users: compare the ratios)`,
       'prr = ipv4_output raw (decapsulated IPv4 out through a raw socket, one sendmmsg per batch); the 10-binding "tun" PRR writes each packet to its TUN (the kernel forwards it), single hop only',
       `prr/kernel: single hop ${ratio(hopRate.prr, hopRate.kernel)}, iperf3 UDP ${ratio(udpSearch.prr.result, udpSearch.kernel.result)}, TCP ${ratio(median(tcp['prr']!), median(tcp['kernel']!))}`,
