@@ -34,13 +34,14 @@
  * glibc's mmap (the big tables, the ones that miss: see RECORDS_AT):
  *
  *   bytes 0-15   CPE IPv6 address
- *   word 4       shared IPv4 address
+ *   word 4       the "ports active" mark this binding made last (see lastActive), NO_MARK when none
  *   word 5       BR index << 16 | tunnel MTU
  *   bytes 24-63  the binding's counters, five Float64 (prr/counters.ts B, PER_BINDING; `slots`)
  *
- * and, cold, two Int32 per binding in `aux`:
+ * and, cold, three Int32 per binding in `aux`:
  *   next binding of the same CPE IPv6 address (NO_BINDING ends the chain)
  *   port set: range first << 16 | last, or PSID a << 24 | k << 16 | id
+ *   shared IPv4 address (a packet has it in its header: the packet path does not read it here)
  *   (live[id]: 0 free, 1 range, 2 PSID set)
  */
 import { PortRange, PsidSet, type PortSet } from '../common/portset.js';
@@ -56,7 +57,9 @@ const BLOCKS = 65536 >>> BLOCK_SHIFT;
 
 const REC = 16; // words per binding record (64 bytes, one cache line)
 const REC_BYTES = REC * 4;
-const W_IPV4 = 4;
+const W_MARK = 4;
+/** No "ports active" mark yet (no key of the data plane's is this: see lastActive). */
+const NO_MARK = 0xffffffff;
 const W_BR_MTU = 5;
 /** Float64 slots per record, and the slot where its counters begin (byte 24). */
 export const RECORD_F64 = REC_BYTES / 8;
@@ -70,9 +73,10 @@ const RECORDS_AT = 48;
 /** Entries of a chunk of port tables (16 MiB: a few huge pages; what is not touched costs nothing). */
 const CHUNK_SHIFT = 22;
 const CHUNK_MASK = (1 << CHUNK_SHIFT) - 1;
-const AUX = 2; // control-plane words per binding
+const AUX = 3; // control-plane words per binding
 const A_NEXT6 = 0;
 const A_SET = 1;
+const A_IPV4 = 2;
 const FREE = 0;
 const RANGE = 1;
 const PSID = 2;
@@ -120,7 +124,7 @@ export class BindingTable {
   private rec32: Uint32Array; // the same records, by 32-bit word
   /** The same records as Float64: binding id's counters are slots[id * RECORD_F64 + COUNTERS_AT + i]. */
   slots: Float64Array;
-  private aux: Int32Array; // AUX words per binding: the IPv6 chain, the port set
+  private aux: Int32Array; // AUX words per binding: the IPv6 chain, the port set, the shared address
   private readonly advise: ((buf: ArrayBuffer) => void) | undefined;
   /** Subscriber name by id; names.length === used (grown by push: a holey array of a million is slow). */
   private names: Array<string | undefined> = [];
@@ -300,7 +304,20 @@ export class BindingTable {
   }
 
   ipv4Of(id: number): number {
-    return this.rec32[id * REC + W_IPV4]!;
+    return this.aux[id * AUX + A_IPV4]! >>> 0;
+  }
+
+  /**
+   * The "ports active" mark binding `id` made last (prr/dataplane.ts: generation << 16 | port),
+   * in its record, so that a packet from the same port in the same half-window needs no look at
+   * the bitmaps (a cache miss each with a big table); NO_MARK after an add or change.
+   */
+  lastActive(id: number): number {
+    return this.rec32[id * REC + W_MARK]!;
+  }
+
+  setLastActive(id: number, mark: number): void {
+    this.rec32[id * REC + W_MARK] = mark;
   }
 
   brOf(id: number): number {
@@ -496,7 +513,8 @@ export class BindingTable {
   private writeFields(id: number, b: BindingInput): void {
     const r = id * REC;
     this.rec8.set(b.ipv6, id * REC_BYTES);
-    this.rec32[r + W_IPV4] = b.ipv4 >>> 0;
+    this.rec32[r + W_MARK] = NO_MARK; // the address or ports may be new: mark again
+    this.aux[id * AUX + A_IPV4] = b.ipv4 | 0;
     this.rec32[r + W_BR_MTU] = (((b.br ?? 0) & 0xffff) << 16 | ((b.mtu ?? 0) & 0xffff)) >>> 0;
     const ps = b.ports.psid;
     if (ps !== undefined) {

@@ -26,6 +26,11 @@ const IPV4_DST = 16;
  */
 const WARM_FROM = 16384;
 
+/** A binding's "ports active" mark (BindingTable.lastActive): 15 bits of generation, the port. */
+function activeMark(generation: number, port: number): number {
+  return ((generation & 0x7fff) << 16) | port;
+}
+
 /** A TX batch with capacity for `n` packets, and a scratch slab for generated ones. */
 class Outbox {
   readonly tx: TxBatch;
@@ -197,7 +202,7 @@ export class PrrDataplane {
         if (v.reason >= 0) pb[b + B.drops]++;
       }
       if (v.reason >= 0) c.drops6[v.reason]++;
-      if (v.srcPort >= 0) this.markActive(v.from, v.srcPort);
+      if (v.srcPort >= 0) this.markActive(v.from, v.srcAddr, v.srcPort);
       if (v.action === Action.ToInternet) {
         if (v.foreign && v.len > GEN_SLOT) this.sendOne(this.tun, v.buf, v.off, v.len, -1);
         else if (v.foreign) this.gen4.pushCopy(v.buf, v.off, v.len);
@@ -259,9 +264,15 @@ export class PrrDataplane {
     }
     t.lookupPorts(ips, ports, n, ids);
     let sum = 0;
-    for (let i = 0; i < n; i++) if (ids[i]! >= 0) sum += t.ipv4Of(ids[i]!);
+    for (let i = 0; i < n; i++) if (ids[i]! >= 0) sum += t.lastActive(ids[i]!); // a word of the record
     const act = at === IPV4_SRC ? this.opts.activity : undefined;
-    if (act !== undefined) for (let i = 0; i < n; i++) if (ids[i]! >= 0) sum += act.peek(ips[i]!, ports[i]!);
+    if (act !== undefined) {
+      const gen = act.generation;
+      for (let i = 0; i < n; i++) {
+        const id = ids[i]!;
+        if (id >= 0 && t.lastActive(id) !== activeMark(gen, ports[i]!)) sum += act.peek(ips[i]!, ports[i]!);
+      }
+    }
     this.warmSum = sum;
   }
   private readonly warmIds: Int32Array;
@@ -270,9 +281,19 @@ export class PrrDataplane {
   /** Kept so that the compiler does not drop warm()'s loads. */
   warmSum = 0;
 
-  /** Ports active: binding `id` sent from `port` of its shared address. */
-  private markActive(id: number, port: number): void {
-    this.opts.activity?.mark(this.core.table.ipv4Of(id), port);
+  /**
+   * Ports active: binding `id` sent from `port` of its shared address `ipv4`. Skipped when it is
+   * the port the binding marked last, in this half-window (a flow's packets): the mark is in the
+   * binding's record, which the packet has read already, and the bitmap word is not touched.
+   */
+  private markActive(id: number, ipv4: number, port: number): void {
+    const act = this.opts.activity;
+    if (act === undefined) return;
+    const t = this.core.table;
+    const m = activeMark(act.generation, port);
+    if (t.lastActive(id) === m) return;
+    t.setLastActive(id, m);
+    act.mark(ipv4, port);
   }
 
   /** An ICMPv6 error about a packet we sent into the tunnel (from the kernel's error queue). */

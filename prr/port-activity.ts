@@ -68,6 +68,11 @@ export class PortActivity {
     this.epoch++;
   }
 
+  /** Which half-window this is (rotate() advances it): a port marked in it stays marked until it changes. */
+  get generation(): number {
+    return this.epoch;
+  }
+
   /** A CPE sent from `port` of shared address `ipv4` (the packet path: no allocation but a chunk's first address). */
   mark(ipv4: number, port: number): void {
     let s = this.lastSlot;

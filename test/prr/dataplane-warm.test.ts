@@ -98,7 +98,8 @@ t.test('a big table: the data plane warms each batch, and counts what the core d
   const sentTunnel: number[] = [];
   const tun = stubPort(false, sentTun);
   const tunnel = stubPort(true, sentTunnel);
-  const dp = new PrrDataplane(new PrrCore(dpTable, policy, { ttlToInternet: true, now }), counters, tun.port, tunnel.port, { log: memoryLogger('prr'), activity: new PortActivity() });
+  const activity = new PortActivity();
+  const dp = new PrrDataplane(new PrrCore(dpTable, policy, { ttlToInternet: true, now }), counters, tun.port, tunnel.port, { log: memoryLogger('prr'), activity });
   const batches = dp as unknown as { onTunnelBatch(n: number): void; onTunBatch(n: number): void };
   let warmed = false;
   for (let b = 0; b < up.length; b += BATCH) {
@@ -128,6 +129,7 @@ t.test('a big table: the data plane warms each batch, and counts what the core d
   const drops4 = new Float64Array(DROP_REASON_NAMES.length);
   const perBinding = new Map<number, number[]>();
   const per = (id: number): number[] => perBinding.get(id) ?? (perBinding.set(id, [0, 0, 0]), perBinding.get(id)!);
+  const refActivity = new PortActivity(); // every validated packet marked, no per-binding filter
   const refTun: number[] = [];
   const refTunnel: number[] = [];
   for (let b = 0; b < up.length; b += BATCH) {
@@ -138,6 +140,7 @@ t.test('a big table: the data plane warms each batch, and counts what the core d
       core.fromTunnel(up[i]!.src6, 0, BR, 0, p, 0, p.length, v);
       if (v.reason >= 0) drops6[v.reason]++;
       if (v.from >= 0) per(v.from)[0]++;
+      if (v.srcPort >= 0) refActivity.mark(v.srcAddr, v.srcPort);
       if (v.action === Action.ToInternet) (v.foreign ? gen4 : refTun).push(v.len * 1000);
       else if (v.action === Action.ToCpe) {
         (v.foreign ? gen6 : refTunnel).push(v.len * 1000 + refTable.ipv6Of(v.to)[15]!);
@@ -170,4 +173,47 @@ t.test('a big table: the data plane warms each batch, and counts what the core d
     if (pb[id * PER_BINDING + B.from_cpe_packets] !== from || pb[id * PER_BINDING + B.to_cpe_packets] !== hair! + to!) bad++;
   }
   t.equal(bad, 0, `per-binding counters as the verdicts say (${perBinding.size} bindings)`);
+  let active = 0;
+  for (let a = 0; a * 2048 < N; a++) {
+    const ip = addrOf(a * 2048);
+    if (activity.countAddress(ip) !== refActivity.countAddress(ip)) bad++;
+    active += activity.countAddress(ip);
+  }
+  t.equal(bad, 0, `ports active per address as every packet marked (${active} ports)`);
+});
+
+t.test('ports active: a binding\'s repeated port is marked once per half-window, and again after the window moves', async (t) => {
+  const tbl = new BindingTable();
+  const id = tbl.add({ subscriber: 'a', ipv6: cpeOf(0), ipv4: addrOf(0), ports: psidOf(0) });
+  const counters = new PrrCounters();
+  counters.attach(tbl);
+  const activity = new PortActivity();
+  const tunnel = stubPort(true, []);
+  const dp = new PrrDataplane(new PrrCore(tbl, defaultPolicy(ip4('198.51.100.1'), [BR]), { ttlToInternet: true }), counters, stubPort(false, []).port, tunnel.port, { log: memoryLogger('prr'), activity });
+  const send = (port: number): void => {
+    const p = udp4({ src: addrOf(0), dst: INET, sport: port, dport: 53 });
+    cpeOf(0).copy(tunnel.ring.srcs, 0);
+    BR.copy(tunnel.ring.dsts, 0);
+    p.copy(tunnel.ring.slab, HEADROOM);
+    tunnel.ring.lens[0] = p.length;
+    (dp as unknown as { onTunnelBatch(n: number): void }).onTunnelBatch(1);
+  };
+  const set = psidOf(0);
+  send(portOf(0));
+  send(portOf(0));
+  t.equal(activity.count(addrOf(0), set), 1, 'one port');
+  t.equal(counters.binding(id, B.from_cpe_packets), 2, 'both packets forwarded');
+  send(portOf(0) + 1);
+  t.equal(activity.count(addrOf(0), set), 2, 'another port of the set');
+  activity.rotate();
+  activity.rotate();
+  t.equal(activity.count(addrOf(0), set), 0, 'aged out after two half-windows');
+  send(portOf(0) + 1); // the port the binding marked last, but in an earlier half-window
+  t.equal(activity.count(addrOf(0), set), 1, 'marked again');
+  tbl.change(id, { subscriber: 'a', ipv6: cpeOf(0), ipv4: addrOf(2048), ports: psidOf(0) });
+  const p = udp4({ src: addrOf(2048), dst: INET, sport: portOf(0) + 1, dport: 53 });
+  p.copy(tunnel.ring.slab, HEADROOM);
+  tunnel.ring.lens[0] = p.length;
+  (dp as unknown as { onTunnelBatch(n: number): void }).onTunnelBatch(1);
+  t.equal(activity.count(addrOf(2048), set), 1, 'after a change to another address the same port is marked there');
 });
