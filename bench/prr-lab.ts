@@ -127,6 +127,19 @@ export interface PrrSide extends Contender {
   control: string;
   /** Spawn to "prr: running", ms (config load, table build, TUN and sockets). */
   loadMs: number;
+  /** The PRR's stdout so far: its log, and V8's --trace-gc lines (see gcSummary). */
+  out: () => string;
+}
+
+/** Garbage collections in a stretch of --trace-gc output: how many, and their pauses in ms, by kind. */
+export function gcSummary(trace: string): Record<string, { n: number; ms: number }> {
+  const r: Record<string, { n: number; ms: number }> = {};
+  for (const m of trace.matchAll(/ ms: ([A-Za-z-]+(?: \([a-z]+\))?) [\d.]+ \([\d.]+\) -> [\d.]+ \([\d.]+\) MB, (?:pooled: [\d.]+ MB, )?([\d.]+) \//g)) {
+    const k = (r[m[1]!] ??= { n: 0, ms: 0 });
+    k.n++;
+    k.ms = Math.round((k.ms + Number(m[2])) * 10) / 10;
+  }
+  return r;
 }
 
 /**
@@ -155,7 +168,8 @@ export async function buildPrr(lab: Lab, x: string, bindings: number, dir: strin
   const control = join(sub, 'control.sock');
   writeFileSync(ini, prrIni(bindings, control, opts.ipv4Output) + (opts.extraIni ?? ''));
   const t0 = performance.now();
-  const prr = prrHost.spawn(process.execPath, [distPath('prr/cli.js'), 'run', '--config', ini], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // --trace-gc: the bench reports the collections during its trials (a big heap's are long).
+  const prr = prrHost.spawn(process.execPath, ['--trace-gc', distPath('prr/cli.js'), 'run', '--config', ini], { stdio: ['ignore', 'pipe', 'pipe'] });
   const io = collect(prr);
   await waitLine(`PRR in ${prrHost.short}`, prr, io, 'prr: running', 600_000);
   const loadMs = performance.now() - t0;
@@ -184,7 +198,7 @@ export async function buildPrr(lab: Lab, x: string, bindings: number, dir: strin
     cpe.run('sh', '-c', `printf '%s' '${rules}' | nft -f -`);
     client = l;
   }
-  return { gen: cpe, sink: inet, client, target: INET4, prr, control, loadMs, ...(forwarder ? { forwarder } : {}) };
+  return { gen: cpe, sink: inet, client, target: INET4, prr, control, loadMs, out: io.out, ...(forwarder ? { forwarder } : {}) };
 }
 
 /**

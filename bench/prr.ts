@@ -30,7 +30,7 @@ import { join } from 'node:path';
 import { Lab } from '../test/lab/lab.js';
 import { controlRequest } from '../prr/control.js';
 import { iperfServer, pingRtt, printReport, tcpThroughput, type Report, type Row } from './lib.js';
-import { buildKernel, buildPrr, buildTayga, hostCpu, schedSeconds, memoryMb, hugePagesMb, TAYGA_GEN6, TAYGA_DST6, type Contender } from './prr-lab.js';
+import { buildKernel, buildPrr, buildTayga, hostCpu, schedSeconds, memoryMb, hugePagesMb, gcSummary, TAYGA_GEN6, TAYGA_DST6, type Contender } from './prr-lab.js';
 import { cpuPerPacket, Gen, genTrial, iperfUdpTrial, lockstep, median, NoDropSearch, sleep, type Trial } from './prr-measure.js';
 import { kernelPackets, prrPackets, spread, taygaPackets, writePacketFile } from './prr-packets.js';
 
@@ -144,6 +144,7 @@ export async function main(args: string[]): Promise<void> {
 
     // Single hop, small packets, through the same generator: medians of `reps` searches.
     process.stderr.write('bench prr: single-hop rate searches ...\n');
+    const gcFrom = { prr: small.out().length, prr1m: big.out().length };
     const hop: Who[] = ['kernel', 'tayga', 'prr', 'prrtun', 'prr1m'];
     const rates: Record<Who, Array<number | null>> = { kernel: [], tayga: [], prr: [], prrtun: [], prr1m: [] };
     const limited: Record<Who, boolean[]> = { kernel: [], tayga: [], prr: [], prrtun: [], prr1m: [] };
@@ -167,6 +168,7 @@ export async function main(args: string[]): Promise<void> {
       for (const w of hop) perPkt[w].push(await cpuPerPacket(dutPid(w), gen[w], sides[w].sink, FIXED_PPS, quick ? 1 : 2));
     }
     const usPer = (w: Who): number | null => (w === 'kernel' ? null : median(perPkt[w].map((x) => x.us)));
+    const gcHop = { prr: gcSummary(small.out().slice(gcFrom.prr)), prr1m: gcSummary(big.out().slice(gcFrom.prr1m)) };
 
     // What limits the rate at no drop: CPU while offering 1.25x the found rate for 2 s.
     const hopCpu: Record<string, string> = {};
@@ -237,6 +239,7 @@ export async function main(args: string[]): Promise<void> {
       `CPU % during TCP (first repetition): ${JSON.stringify(tcpCpu)}`,
       `iperf3 UDP source-limited: ${JSON.stringify(Object.fromEntries(e2e.map((w) => [w, udpSearch[w].sourceLimited])))}`,
       `PRR counters (non-zero): ${JSON.stringify(stats)}`,
+      `garbage collections in the PRRs during the single-hop and CPU-per-packet trials (--trace-gc; count, pause ms): ${JSON.stringify(gcHop)}`,
     );
     const report: Report = {
       bench: 'prr',
