@@ -230,6 +230,15 @@ export function cpuSeconds(pid: number | undefined): number {
   return schedSeconds(pid).run;
 }
 
+/** CPU seconds of a process's main thread only (for node: the JS thread; the rest is GC and compiler helpers, libuv). */
+export function mainThreadSeconds(pid: number | undefined): number {
+  try {
+    return Number(readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1e9;
+  } catch {
+    return NaN;
+  }
+}
+
 /** Host-wide CPU time by kind (/proc/stat first line), seconds. */
 export function hostCpu(): { user: number; system: number; softirq: number; idle: number } {
   const v = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);

@@ -162,13 +162,17 @@ export async function main(args: string[]): Promise<void> {
 
     // CPU per packet at a fixed rate (robust to the host's other users), interleaved repetitions.
     process.stderr.write('bench prr: CPU per packet ...\n');
+    const gcMid = { prr: small.out().length, prr1m: big.out().length };
     const dutPid = (w: Who): number | undefined => (w === 'tayga' ? tayga.tayga.pid : w === 'kernel' ? undefined : (w === 'prr' ? small : w === 'prrtun' ? tunOut : big).prr.pid);
-    const perPkt: Record<Who, Array<{ us: number; genUs: number; loss: number }>> = { kernel: [], tayga: [], prr: [], prrtun: [], prr1m: [] };
+    const perPkt: Record<Who, Array<{ us: number; genUs: number; loss: number; mainUs: number }>> = { kernel: [], tayga: [], prr: [], prrtun: [], prr1m: [] };
     for (let r = 0; r < reps; r++) {
       for (const w of hop) perPkt[w].push(await cpuPerPacket(dutPid(w), gen[w], sides[w].sink, FIXED_PPS, quick ? 1 : 2));
     }
     const usPer = (w: Who): number | null => (w === 'kernel' ? null : median(perPkt[w].map((x) => x.us)));
-    const gcHop = { prr: gcSummary(small.out().slice(gcFrom.prr)), prr1m: gcSummary(big.out().slice(gcFrom.prr1m)) };
+    const gcHop = {
+      rates: { prr: gcSummary(small.out().slice(gcFrom.prr, gcMid.prr)), prr1m: gcSummary(big.out().slice(gcFrom.prr1m, gcMid.prr1m)) },
+      cpu: { prr: gcSummary(small.out().slice(gcMid.prr)), prr1m: gcSummary(big.out().slice(gcMid.prr1m)) },
+    };
 
     // What limits the rate at no drop: CPU while offering 1.25x the found rate for 2 s.
     const hopCpu: Record<string, string> = {};
@@ -234,12 +238,13 @@ export async function main(args: string[]): Promise<void> {
       `${nBig}-binding PRR: RFC 7597 PSID sets a=4/k=11 on 510 shared addresses, generator spread over ${DISTINCT} of them; loaded from a prr.ini`,
       `single-hop rates per repetition: ${JSON.stringify(rates)}; source-limited (every failed trial was the generator falling short): ${JSON.stringify(limited)}`,
       `CPU per packet (us) per repetition, hop under test / generator: ${JSON.stringify(Object.fromEntries(hop.map((w) => [w, perPkt[w].map((x) => `${x.us}/${x.genUs}${x.loss > LOSS ? ` loss ${x.loss}%` : ''}`)])))}`,
+      `of it in the PRRs' main (JavaScript) thread, the rest being GC/compiler helper threads (us): ${JSON.stringify(Object.fromEntries((['prr', 'prrtun', 'prr1m'] as const).map((w) => [w, perPkt[w].map((x) => x.mainUs)])))}`,
       `at 1.25x the found rate: ${JSON.stringify(hopCpu)}`,
       `tayga's TUN txqueuelen ${taygaQlen} (kernel default 500; --tayga-txqueuelen N); the kernel's forwarding runs in the generator's write(), so its rate is the generator's limit`,
       `CPU % during TCP (first repetition): ${JSON.stringify(tcpCpu)}`,
       `iperf3 UDP source-limited: ${JSON.stringify(Object.fromEntries(e2e.map((w) => [w, udpSearch[w].sourceLimited])))}`,
       `PRR counters (non-zero): ${JSON.stringify(stats)}`,
-      `garbage collections in the PRRs during the single-hop and CPU-per-packet trials (--trace-gc; count, pause ms): ${JSON.stringify(gcHop)}`,
+      `garbage collections in the PRRs during the single-hop rate searches and the CPU-per-packet trials (--trace-gc; count, pause ms): ${JSON.stringify(gcHop)}`,
     );
     const report: Report = {
       bench: 'prr',
