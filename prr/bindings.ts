@@ -642,7 +642,7 @@ export class BindingTable {
     }
     if (--e.count === 0) {
       if (e.coarse !== null) for (const c of e.coarse) this.freeBlock(c);
-      this.freePortTable(e, e.coarse ?? e.psidIds!);
+      this.freePortTable(e.base, (e.coarse ?? e.psidIds!).length);
       this.addrs.delete(ipv4);
       this.addrIdx.delete(ipv4);
     }
@@ -651,7 +651,7 @@ export class BindingTable {
   /** Re-index an address in block mode (a binding of another shape arrived). */
   private toBlockMode(ipv4: number, e: AddrPorts): void {
     const ids = e.psidIds!;
-    const old = { ...e };
+    const oldBase = e.base;
     e.psidIds = null;
     e.coarse = this.portTable(e, BLOCKS);
     for (const id of ids) {
@@ -659,7 +659,7 @@ export class BindingTable {
       for (const [first, last] of this.setOf(id).chunks()) this.fillRange(e, first, last, id);
     }
     this.indexAddr(ipv4, e); // the packet path sees the new table once it is whole
-    this.freePortTable(old, ids);
+    this.freePortTable(oldBase, ids.length);
   }
 
   /**
@@ -681,10 +681,11 @@ export class BindingTable {
     return this.chunks[base >>> CHUNK_SHIFT]!.subarray(base & CHUNK_MASK, (base & CHUNK_MASK) + n).fill(NO_BINDING);
   }
 
-  private freePortTable(e: AddrPorts, t: Int32Array): void {
-    let free = this.freeTables.get(t.length);
-    if (free === undefined) this.freeTables.set(t.length, (free = []));
-    free.push(e.base);
+  /** Give back the port table of n entries at `base` (see portTable). */
+  private freePortTable(base: number, n: number): void {
+    let free = this.freeTables.get(n);
+    if (free === undefined) this.freeTables.set(n, (free = []));
+    free.push(base);
   }
 
   /** Publish address `ipv4`'s table shape and place to the packet path (see entryOf). */
