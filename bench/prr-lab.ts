@@ -127,6 +127,19 @@ export interface PrrSide extends Contender {
   control: string;
   /** Spawn to "prr: running", ms (config load, table build, TUN and sockets). */
   loadMs: number;
+  /** The PRR's stdout so far: its log, and V8's --trace-gc lines (see gcSummary). */
+  out: () => string;
+}
+
+/** Garbage collections in a stretch of --trace-gc output: how many, and their pauses in ms, by kind. */
+export function gcSummary(trace: string): Record<string, { n: number; ms: number }> {
+  const r: Record<string, { n: number; ms: number }> = {};
+  for (const m of trace.matchAll(/ ms: ([A-Za-z-]+(?: \([a-z]+\))?) [\d.]+ \([\d.]+\) -> [\d.]+ \([\d.]+\) MB, (?:pooled: [\d.]+ MB, )?([\d.]+) \//g)) {
+    const k = (r[m[1]!] ??= { n: 0, ms: 0 });
+    k.n++;
+    k.ms = Math.round((k.ms + Number(m[2])) * 10) / 10;
+  }
+  return r;
 }
 
 /**
@@ -155,7 +168,8 @@ export async function buildPrr(lab: Lab, x: string, bindings: number, dir: strin
   const control = join(sub, 'control.sock');
   writeFileSync(ini, prrIni(bindings, control, opts.ipv4Output) + (opts.extraIni ?? ''));
   const t0 = performance.now();
-  const prr = prrHost.spawn(process.execPath, [distPath('prr/cli.js'), 'run', '--config', ini], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // --trace-gc: the bench reports the collections during its trials (a big heap's are long).
+  const prr = prrHost.spawn(process.execPath, ['--trace-gc', distPath('prr/cli.js'), 'run', '--config', ini], { stdio: ['ignore', 'pipe', 'pipe'] });
   const io = collect(prr);
   await waitLine(`PRR in ${prrHost.short}`, prr, io, 'prr: running', 600_000);
   const loadMs = performance.now() - t0;
@@ -184,7 +198,7 @@ export async function buildPrr(lab: Lab, x: string, bindings: number, dir: strin
     cpe.run('sh', '-c', `printf '%s' '${rules}' | nft -f -`);
     client = l;
   }
-  return { gen: cpe, sink: inet, client, target: INET4, prr, control, loadMs, ...(forwarder ? { forwarder } : {}) };
+  return { gen: cpe, sink: inet, client, target: INET4, prr, control, loadMs, out: io.out, ...(forwarder ? { forwarder } : {}) };
 }
 
 /**
@@ -216,6 +230,15 @@ export function cpuSeconds(pid: number | undefined): number {
   return schedSeconds(pid).run;
 }
 
+/** CPU seconds of a process's main thread only (for node: the JS thread; the rest is GC and compiler helpers, libuv). */
+export function mainThreadSeconds(pid: number | undefined): number {
+  try {
+    return Number(readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1e9;
+  } catch {
+    return NaN;
+  }
+}
+
 /** Host-wide CPU time by kind (/proc/stat first line), seconds. */
 export function hostCpu(): { user: number; system: number; softirq: number; idle: number } {
   const v = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
@@ -226,6 +249,15 @@ export function hostCpu(): { user: number; system: number; softirq: number; idle
 export function memoryMb(pid: number): { rss: number; peak: number } {
   const s = (k: string): number => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(readStatus(pid))?.[1] ?? NaN) / 1024;
   return { rss: s('VmRSS'), peak: s('VmHWM') };
+}
+
+/** MiB of a process's memory in transparent huge pages (/proc/PID/smaps_rollup AnonHugePages). */
+export function hugePagesMb(pid: number): number {
+  try {
+    return Number(/^AnonHugePages:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? NaN) / 1024;
+  } catch {
+    return NaN;
+  }
 }
 
 function readStatus(pid: number): string {

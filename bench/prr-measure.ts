@@ -6,7 +6,7 @@
 import type { ChildProcess } from 'node:child_process';
 import type { Host } from '../test/lab/lab.js';
 import { distPath } from '../test/lab/paths.js';
-import { cpuSeconds, sinkCount } from './prr-lab.js';
+import { cpuSeconds, mainThreadSeconds, sinkCount } from './prr-lab.js';
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -83,15 +83,16 @@ export async function genTrial(gen: Gen, sink: Host, pps: number, seconds: numbe
  * generator, at a fixed offered rate below everyone's limit: a figure the other users of a
  * shared host disturb much less than a rate at no drop. (USER_HZ ticks: +-10 ms per reading.)
  */
-export async function cpuPerPacket(pid: number | undefined, gen: Gen, sink: Host, pps: number, seconds: number): Promise<{ us: number; genUs: number; loss: number }> {
+export async function cpuPerPacket(pid: number | undefined, gen: Gen, sink: Host, pps: number, seconds: number): Promise<{ us: number; genUs: number; loss: number; mainUs: number }> {
   const c0 = cpuSeconds(pid);
+  const m0 = mainThreadSeconds(pid);
   const g0 = cpuSeconds(gen.pid);
   const n0 = sinkCount(sink);
   const g = await gen.run(pps, seconds);
   await sleep(300);
   const n = sinkCount(sink) - n0;
   const per = (sec: number): number => +((sec / Math.max(1, n)) * 1e6).toFixed(2);
-  return { us: per(cpuSeconds(pid) - c0), genUs: per(cpuSeconds(gen.pid) - g0), loss: g.sent > 0 ? +(((g.sent - n) / g.sent) * 100).toFixed(3) : 100 };
+  return { us: per(cpuSeconds(pid) - c0), mainUs: per(mainThreadSeconds(pid) - m0), genUs: per(cpuSeconds(gen.pid) - g0), loss: g.sent > 0 ? +(((g.sent - n) / g.sent) * 100).toFixed(3) : 100 };
 }
 
 interface IperfUdp {

@@ -30,7 +30,7 @@ import { join } from 'node:path';
 import { Lab } from '../test/lab/lab.js';
 import { controlRequest } from '../prr/control.js';
 import { iperfServer, pingRtt, printReport, tcpThroughput, type Report, type Row } from './lib.js';
-import { buildKernel, buildPrr, buildTayga, hostCpu, schedSeconds, memoryMb, TAYGA_GEN6, TAYGA_DST6, type Contender } from './prr-lab.js';
+import { buildKernel, buildPrr, buildTayga, hostCpu, schedSeconds, memoryMb, hugePagesMb, gcSummary, TAYGA_GEN6, TAYGA_DST6, type Contender } from './prr-lab.js';
 import { cpuPerPacket, Gen, genTrial, iperfUdpTrial, lockstep, median, NoDropSearch, sleep, type Trial } from './prr-measure.js';
 import { kernelPackets, prrPackets, spread, taygaPackets, writePacketFile } from './prr-packets.js';
 
@@ -74,6 +74,7 @@ async function cpuDuring<T>(pids: Record<string, number | undefined>, fn: () => 
 
 export async function main(args: string[]): Promise<void> {
   const quick = args.includes('--quick');
+  const loadStart = os.loadavg().map((x) => x.toFixed(1)).join(' ');
   const nBig = Number(flag(args, '--bindings') ?? 1_000_000);
   const reps = quick ? 1 : 3;
   const trialSec = quick ? 0.5 : 1;
@@ -143,6 +144,7 @@ export async function main(args: string[]): Promise<void> {
 
     // Single hop, small packets, through the same generator: medians of `reps` searches.
     process.stderr.write('bench prr: single-hop rate searches ...\n');
+    const gcFrom = { prr: small.out().length, prr1m: big.out().length };
     const hop: Who[] = ['kernel', 'tayga', 'prr', 'prrtun', 'prr1m'];
     const rates: Record<Who, Array<number | null>> = { kernel: [], tayga: [], prr: [], prrtun: [], prr1m: [] };
     const limited: Record<Who, boolean[]> = { kernel: [], tayga: [], prr: [], prrtun: [], prr1m: [] };
@@ -160,12 +162,17 @@ export async function main(args: string[]): Promise<void> {
 
     // CPU per packet at a fixed rate (robust to the host's other users), interleaved repetitions.
     process.stderr.write('bench prr: CPU per packet ...\n');
+    const gcMid = { prr: small.out().length, prr1m: big.out().length };
     const dutPid = (w: Who): number | undefined => (w === 'tayga' ? tayga.tayga.pid : w === 'kernel' ? undefined : (w === 'prr' ? small : w === 'prrtun' ? tunOut : big).prr.pid);
-    const perPkt: Record<Who, Array<{ us: number; genUs: number; loss: number }>> = { kernel: [], tayga: [], prr: [], prrtun: [], prr1m: [] };
+    const perPkt: Record<Who, Array<{ us: number; genUs: number; loss: number; mainUs: number }>> = { kernel: [], tayga: [], prr: [], prrtun: [], prr1m: [] };
     for (let r = 0; r < reps; r++) {
       for (const w of hop) perPkt[w].push(await cpuPerPacket(dutPid(w), gen[w], sides[w].sink, FIXED_PPS, quick ? 1 : 2));
     }
     const usPer = (w: Who): number | null => (w === 'kernel' ? null : median(perPkt[w].map((x) => x.us)));
+    const gcHop = {
+      rates: { prr: gcSummary(small.out().slice(gcFrom.prr, gcMid.prr)), prr1m: gcSummary(big.out().slice(gcFrom.prr1m, gcMid.prr1m)) },
+      cpu: { prr: gcSummary(small.out().slice(gcMid.prr)), prr1m: gcSummary(big.out().slice(gcMid.prr1m)) },
+    };
 
     // What limits the rate at no drop: CPU while offering 1.25x the found rate for 2 s.
     const hopCpu: Record<string, string> = {};
@@ -183,6 +190,7 @@ export async function main(args: string[]): Promise<void> {
 
     const stats: Record<string, unknown> = {};
     const memBigAfter = memoryMb(big.prr.pid!);
+    const hugeBig = hugePagesMb(big.prr.pid!);
     for (const [w, s] of [['prr', small], ['prrtun', tunOut], ['prr1m', big]] as const) {
       const st = await controlRequest(s.control, { cmd: 'stats' });
       const drops = (d: unknown): Record<string, number> => Object.fromEntries(Object.entries((d ?? {}) as Record<string, number>).filter(([, v]) => v > 0));
@@ -214,11 +222,13 @@ export async function main(args: string[]): Promise<void> {
       { metric: `PRR RSS after load, ${nBig} bindings`, unit: 'MB', values: { prr: memBig.rss } },
       { metric: `PRR RSS at the end of the run, ${nBig} bindings`, unit: 'MB', values: { prr: memBigAfter.rss } },
       { metric: `PRR peak RSS (VmHWM), ${nBig} bindings`, unit: 'MB', values: { prr: memBigAfter.peak } },
+      { metric: `PRR memory in transparent huge pages (AnonHugePages), ${nBig} bindings`, unit: 'MB', values: { prr: hugeBig } },
       { metric: 'PRR control bind rate, 10 bindings', unit: 'binds/s', values: { prr: bind10 } },
       { metric: `PRR control bind rate, ${nBig} bindings`, unit: 'binds/s', values: { prr: bindBig } },
     ];
     const ratio = (a: number | null, b: number | null): string => (a !== null && b !== null && b > 0 ? (a / b).toFixed(3) : 'n/a');
     notes.push(
+      `load average at the start ${loadStart}`,
       `load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} (2 cores shared with other users: compare the ratios)`,
       'prr = ipv4_output raw (decapsulated IPv4 out through a raw socket, one sendmmsg per batch); the 10-binding "tun" PRR writes each packet to its TUN (the kernel forwards it), single hop only',
       `prr/kernel: single hop ${ratio(hopRate.prr, hopRate.kernel)}, iperf3 UDP ${ratio(udpSearch.prr.result, udpSearch.kernel.result)}, TCP ${ratio(median(tcp['prr']!), median(tcp['kernel']!))}`,
@@ -228,11 +238,13 @@ export async function main(args: string[]): Promise<void> {
       `${nBig}-binding PRR: RFC 7597 PSID sets a=4/k=11 on 510 shared addresses, generator spread over ${DISTINCT} of them; loaded from a prr.ini`,
       `single-hop rates per repetition: ${JSON.stringify(rates)}; source-limited (every failed trial was the generator falling short): ${JSON.stringify(limited)}`,
       `CPU per packet (us) per repetition, hop under test / generator: ${JSON.stringify(Object.fromEntries(hop.map((w) => [w, perPkt[w].map((x) => `${x.us}/${x.genUs}${x.loss > LOSS ? ` loss ${x.loss}%` : ''}`)])))}`,
+      `of it in the PRRs' main (JavaScript) thread, the rest being GC/compiler helper threads (us): ${JSON.stringify(Object.fromEntries((['prr', 'prrtun', 'prr1m'] as const).map((w) => [w, perPkt[w].map((x) => x.mainUs)])))}`,
       `at 1.25x the found rate: ${JSON.stringify(hopCpu)}`,
       `tayga's TUN txqueuelen ${taygaQlen} (kernel default 500; --tayga-txqueuelen N); the kernel's forwarding runs in the generator's write(), so its rate is the generator's limit`,
       `CPU % during TCP (first repetition): ${JSON.stringify(tcpCpu)}`,
       `iperf3 UDP source-limited: ${JSON.stringify(Object.fromEntries(e2e.map((w) => [w, udpSearch[w].sourceLimited])))}`,
       `PRR counters (non-zero): ${JSON.stringify(stats)}`,
+      `garbage collections in the PRRs during the single-hop rate searches and the CPU-per-packet trials (--trace-gc; count, pause ms): ${JSON.stringify(gcHop)}`,
     );
     const report: Report = {
       bench: 'prr',

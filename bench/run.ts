@@ -7,6 +7,7 @@ import { labUnavailableReason } from '../test/lab/lab.js';
 const BENCHES: Record<string, () => Promise<{ main(args: string[]): Promise<void> }>> = {
   pipe: () => import('./pipe.js'),
   prr: () => import('./prr.js'),
+  'prr-core': () => import('./prr-core.js'),
   'prr-memory': () => import('./prr-memory.js'),
   e2e: () => import('./e2e.js'),
   bundle: () => import('./bundle.js'),

@@ -22,24 +22,32 @@
  * Ids are stable: a change of IPv6 address, MTU or port set keeps the id, so counters survive it.
  *
  * Memory (1,000,000 bindings must fit well under 512 MB with everything else): per binding one
- * 32-byte record (below) and its name's UTF-8 bytes (prr/name-index.ts: no string per binding);
- * port sets are stored as numbers in the record and rebuilt as PortSet objects only when the
- * control plane asks (portsOf). Per shared address 4 KiB (block mode) or 4·2^k bytes (PSID mode);
- * the IPv6 index and the name index are open-addressing hashes of Int32 (a Map of a million names
- * cost ~40 MB and a quarter of a restart's load time).
+ * 64-byte record (below), three control-plane words and its name's UTF-8 bytes
+ * (prr/name-index.ts: no string per binding); port sets are stored as numbers and rebuilt as
+ * PortSet objects only when the control plane asks (portsOf). Per shared address 4 KiB (block
+ * mode) or 4·2^k bytes (PSID mode); the IPv6 index and the name index are open-addressing hashes
+ * of Int32 (a Map of a million names cost ~40 MB and a quarter of a restart's load time).
  *
- * The record holds everything a packet needs once the id is known, so a lookup in a big table
- * touches one cache line of it (records are 32-byte aligned in one ArrayBuffer):
+ * The record holds everything a packet touches once the id is known, its counters included, in
+ * one cache line: with a million bindings every packet's record is a cache miss (hundreds of ns
+ * on this kind of host, bench/prr-core.ts), and counters in an array of their own were a second
+ * one. Records are 64 bytes in one ArrayBuffer, on 64-byte lines where the buffer comes from
+ * glibc's mmap (the big tables, the ones that miss: see RECORDS_AT):
  *
  *   bytes 0-15   CPE IPv6 address
- *   word 4       shared IPv4 address
+ *   word 4       the "ports active" mark this binding made last (see lastActive), NO_MARK when none
  *   word 5       BR index << 16 | tunnel MTU
- *   word 6       next binding of the same CPE IPv6 address (Int32, NO_BINDING ends the chain)
- *   word 7       port set: range first << 16 | last, or PSID a << 24 | k << 16 | id
+ *   bytes 24-63  the binding's counters, five Float64 (prr/counters.ts B, PER_BINDING; `slots`)
+ *
+ * and, cold, three Int32 per binding in `aux`:
+ *   next binding of the same CPE IPv6 address (NO_BINDING ends the chain)
+ *   port set: range first << 16 | last, or PSID a << 24 | k << 16 | id
+ *   shared IPv4 address (a packet has it in its header: the packet path does not read it here)
  *   (live[id]: 0 free, 1 range, 2 PSID set)
  */
 import { PortRange, PsidSet, type PortSet } from '../common/portset.js';
 import { PortSetError } from '../common/errors.js';
+import { AddrIndex } from './addr-index.js';
 import { NameIndex } from './name-index.js';
 import { slotOrder } from './slot-order.js';
 
@@ -50,12 +58,28 @@ const BLOCK_SHIFT = 6; // 64-port blocks
 const BLOCK = 1 << BLOCK_SHIFT;
 const BLOCKS = 65536 >>> BLOCK_SHIFT;
 
-const REC = 8; // words per binding record (32 bytes)
+const REC = 16; // words per binding record (64 bytes, one cache line)
 const REC_BYTES = REC * 4;
-const W_IPV4 = 4;
+const W_MARK = 4;
+/** No "ports active" mark yet (no key of the data plane's is this: see lastActive). */
+const NO_MARK = 0xffffffff;
 const W_BR_MTU = 5;
-const W_NEXT6 = 6;
-const W_SET = 7;
+/** Float64 slots per record, and the slot where its counters begin (byte 24). */
+export const RECORD_F64 = REC_BYTES / 8;
+export const COUNTERS_AT = 3;
+const COUNTERS = 5;
+/**
+ * Byte offset of record 0 in its buffer: a big ArrayBuffer comes from glibc's mmap, 16 bytes past
+ * a page start, so 48 more put every record on a 64-byte line (elsewhere it is harmless).
+ */
+const RECORDS_AT = 48;
+/** Entries of a chunk of port tables (16 MiB: a few huge pages; what is not touched costs nothing). */
+const CHUNK_SHIFT = 22;
+const CHUNK_MASK = (1 << CHUNK_SHIFT) - 1;
+const AUX = 3; // control-plane words per binding
+const A_NEXT6 = 0;
+const A_SET = 1;
+const A_IPV4 = 2;
 const FREE = 0;
 const RANGE = 1;
 const PSID = 2;
@@ -70,6 +94,8 @@ interface AddrPorts {
   psidIds: Int32Array | null;
   /** Block mode: per 64-port block, a binding id, NO_BINDING, or -(3 + 2·fine table index), or -(3 + 2·split index + 1). */
   coarse: Int32Array | null;
+  /** Where psidIds or coarse lies in the port-table chunks (see portTable). */
+  base: number;
 }
 
 export interface BindingInput {
@@ -83,13 +109,26 @@ export interface BindingInput {
   mtu?: number;
 }
 
+export interface BindingTableOptions {
+  /**
+   * Called with each big buffer the table allocates (records, port tables, IPv6 index), before
+   * anything is written to it: `prr run` asks the kernel for transparent huge pages there
+   * (common/native adviseHugePages), so that a lookup in a big table costs a cache miss but not
+   * a TLB miss too. Absent: plain pages (unit tests, the conformance harness).
+   */
+  adviseMemory?: (buf: ArrayBuffer) => void;
+}
+
 export class BindingTable {
   // One record per binding (layout at the top), grown by doubling; record i is binding id i.
   private cap: number;
   private live: Uint8Array; // FREE, RANGE or PSID: the shape of the record's port set
   private rec8: Uint8Array; // the records, bytewise (IPv6 addresses)
   private rec32: Uint32Array; // the same records, by 32-bit word
-  private rec32s: Int32Array; // the same, signed (the IPv6 chain)
+  /** The same records as Float64: binding id's counters are slots[id * RECORD_F64 + COUNTERS_AT + i]. */
+  slots: Float64Array;
+  private aux: Int32Array; // AUX words per binding: the IPv6 chain, the port set, the shared address
+  private readonly advise: ((buf: ArrayBuffer) => void) | undefined;
   /** Subscriber names by id and the index name -> ids (UTF-8 bytes in one heap: prr/name-index.ts). */
   private readonly names: NameIndex;
   private freeIds: number[] = [];
@@ -108,6 +147,15 @@ export class BindingTable {
   private nSplit = 0;
   private freeSplit: number[] = [];
   private readonly scratch = new Int32Array(BLOCK); // one block being rewritten
+  // The packet path's view of `addrs`: address -> slot, and per slot the shape (a << 8 | k for a
+  // PSID table, -1 for block mode) and where its table lies in the chunks.
+  private readonly addrIdx = new AddrIndex();
+  private aShape = new Int32Array(16);
+  private aBase = new Int32Array(16);
+  // Port tables (PSID tables, coarse tables) are parts of big chunks: see portTable.
+  private readonly chunks: Int32Array[] = [];
+  private chunkUsed = 1 << CHUNK_SHIFT; // of the last chunk
+  private readonly freeTables = new Map<number, number[]>();
 
   // IPv6 index: open addressing, linear probing; a slot is two words, the first id of the
   // address + 1 (0 empty, -1 deleted) and the address's hash: a probe compares hashes and reads a
@@ -121,15 +169,24 @@ export class BindingTable {
   /** Called with the id of every binding that was added, changed or removed (for counters, metrics). */
   onChange: ((id: number, what: 'add' | 'change' | 'remove') => void) | undefined;
 
-  constructor(capacity = 1024) {
+  constructor(capacity = 1024, opts: BindingTableOptions = {}) {
+    this.advise = opts.adviseMemory;
     this.cap = Math.max(16, capacity);
     this.live = new Uint8Array(this.cap);
-    const buf = new ArrayBuffer(this.cap * REC_BYTES);
-    this.rec8 = new Uint8Array(buf);
-    this.rec32 = new Uint32Array(buf);
-    this.rec32s = new Int32Array(buf);
+    const buf = this.bigBuffer(RECORDS_AT + this.cap * REC_BYTES);
+    this.rec8 = new Uint8Array(buf, RECORDS_AT, this.cap * REC_BYTES);
+    this.rec32 = new Uint32Array(buf, RECORDS_AT, this.cap * REC);
+    this.slots = new Float64Array(buf, RECORDS_AT, this.cap * RECORD_F64);
+    this.aux = new Int32Array(this.cap * AUX);
     this.names = new NameIndex(this.cap);
-    this.h6 = new Int32Array(2 * pow2AtLeast(this.cap * 2));
+    this.h6 = new Int32Array(this.bigBuffer(8 * pow2AtLeast(this.cap * 2)));
+  }
+
+  /** A zeroed buffer of `bytes`, given to the memory advice first (see BindingTableOptions). */
+  private bigBuffer(bytes: number): ArrayBuffer {
+    const buf = new ArrayBuffer(bytes);
+    this.advise?.(buf);
+    return buf;
   }
 
   /** Make room for `n` bindings in all, at once (a restart knows its row count: no regrowth, no rehash). */
@@ -152,15 +209,29 @@ export class BindingTable {
 
   /** The binding holding (ipv4, port), NO_BINDING, or NOT_SHARED. */
   lookupPort(ipv4: number, port: number): number {
-    const e = this.addrs.get(ipv4);
-    if (e === undefined) return NOT_SHARED;
-    if (e.psidIds !== null) {
-      const m = 16 - e.a - e.k;
-      if (e.a > 0 && port >>> (16 - e.a) === 0) return NO_BINDING;
-      return e.psidIds[(port >>> m) & ((1 << e.k) - 1)]!;
-    }
-    const c = e.coarse![port >>> BLOCK_SHIFT]!;
-    if (c >= NO_BINDING) return c;
+    const s = this.addrIdx.get(ipv4);
+    if (s < 0) return NOT_SHARED;
+    const g = this.entryOf(s, port);
+    if (g < 0) return NO_BINDING;
+    const c = this.chunks[g >>> CHUNK_SHIFT]![g & CHUNK_MASK]!;
+    return c >= NO_BINDING ? c : this.inBlock(c, port);
+  }
+
+  /**
+   * Where the port-table entry of `port` on the address in slot s lies in the chunks, or -1 for
+   * a port no PSID maps to (A = 0). Typed arrays only: the packet path touches no JS object.
+   */
+  private entryOf(s: number, port: number): number {
+    const shape = this.aShape[s]!;
+    if (shape < 0) return this.aBase[s]! + (port >>> BLOCK_SHIFT);
+    const a = shape >>> 8;
+    const k = shape & 0xff;
+    if (a > 0 && port >>> (16 - a) === 0) return -1;
+    return this.aBase[s]! + ((port >>> (16 - a - k)) & ((1 << k) - 1));
+  }
+
+  /** The binding of `port` in a block that a split or a fine table describes (coarse entry c). */
+  private inBlock(c: number, port: number): number {
     const x = -3 - c;
     const q = port & (BLOCK - 1);
     if ((x & 1) === 0) return this.fine[(x >>> 1) * BLOCK + q]!;
@@ -168,9 +239,39 @@ export class BindingTable {
     return q < this.splits[s + 1]! ? this.splits[s]! : this.splits[s + 2]!;
   }
 
+  /**
+   * lookupPort of n (ipv4, port) pairs into out[0..n): the same answers, in two passes, so that
+   * the loads of the port-table entries (each a cache miss in a big table) are in flight together
+   * rather than one after the other. The data plane warms each batch with it (prr/dataplane.ts).
+   */
+  lookupPorts(ips: Uint32Array, ports: Uint16Array, n: number, out: Int32Array): void {
+    if (this.bIdx.length < n) this.bIdx = new Int32Array(n);
+    const at = this.bIdx;
+    let lastIp = -1;
+    let s = -1;
+    for (let i = 0; i < n; i++) {
+      const ip = ips[i]!;
+      if (ip !== lastIp) {
+        s = this.addrIdx.get(ip);
+        lastIp = ip;
+      }
+      at[i] = s < 0 ? -1 : this.entryOf(s, ports[i]!);
+      out[i] = s < 0 ? NOT_SHARED : NO_BINDING; // the answer where at[i] is -1
+    }
+    const chunks = this.chunks;
+    for (let i = 0; i < n; i++) {
+      const g = at[i]!;
+      if (g < 0) continue;
+      const c = chunks[g >>> CHUNK_SHIFT]![g & CHUNK_MASK]!;
+      out[i] = c >= NO_BINDING ? c : this.inBlock(c, ports[i]!); // PSID tables hold only ids and NO_BINDING
+    }
+  }
+  // lookupPorts' scratch: per pair, where its port-table entry lies, or -1 (the answer is known).
+  private bIdx = new Int32Array(0);
+
   /** Is this one of the addresses that bindings use? */
   isShared(ipv4: number): boolean {
-    return this.addrs.has(ipv4);
+    return this.addrIdx.get(ipv4) >= 0;
   }
 
   /** First binding of the CPE whose IPv6 address is buf[off..off+16], or NO_BINDING. */
@@ -187,7 +288,7 @@ export class BindingTable {
 
   /** Next binding of the same CPE IPv6 address, or NO_BINDING. */
   nextOfIpv6(id: number): number {
-    return this.rec32s[id * REC + W_NEXT6]!;
+    return this.aux[id * AUX + A_NEXT6]!;
   }
 
   /** Does binding `id` belong to the CPE address buf[off..off+16]? */
@@ -206,7 +307,20 @@ export class BindingTable {
   }
 
   ipv4Of(id: number): number {
-    return this.rec32[id * REC + W_IPV4]!;
+    return this.aux[id * AUX + A_IPV4]! >>> 0;
+  }
+
+  /**
+   * The "ports active" mark binding `id` made last (prr/dataplane.ts: generation << 16 | port),
+   * in its record, so that a packet from the same port in the same half-window needs no look at
+   * the bitmaps (a cache miss each with a big table); NO_MARK after an add or change.
+   */
+  lastActive(id: number): number {
+    return this.rec32[id * REC + W_MARK]!;
+  }
+
+  setLastActive(id: number, mark: number): void {
+    this.rec32[id * REC + W_MARK] = mark;
   }
 
   brOf(id: number): number {
@@ -238,7 +352,7 @@ export class BindingTable {
 
   /** The port set of a live binding, rebuilt from its record (control plane only: it allocates). */
   private setOf(id: number): PortSet {
-    const w = this.rec32[id * REC + W_SET]!;
+    const w = this.aux[id * AUX + A_SET]! >>> 0;
     if (this.live[id] === PSID) return new PsidSet(w >>> 24, (w >>> 16) & 0xff, w & 0xffff, { allowSystemPorts: true });
     return new PortRange(w >>> 16, w & 0xffff, { allowSystemPorts: true });
   }
@@ -326,7 +440,7 @@ export class BindingTable {
     const hashes = new Int32Array(n);
     for (let i = 0; i < n; i++) {
       hashes[i] = hash16(this.rec8, (from + i) * REC_BYTES);
-      this.rec32s[(from + i) * REC + W_NEXT6] = NO_BINDING;
+      this.aux[(from + i) * AUX + A_NEXT6] = NO_BINDING;
     }
     // In slot order: a record is read again only where two hashes match.
     const { order, sorted } = slotOrder(hashes, (this.h6.length >>> 1) - 1);
@@ -343,8 +457,9 @@ export class BindingTable {
   /** The rest of an add, once the id is named. */
   private place(id: number, b: BindingInput): number {
     this.writeFields(id, b);
+    this.slots.fill(0, id * RECORD_F64 + COUNTERS_AT, id * RECORD_F64 + COUNTERS_AT + COUNTERS); // a reused id starts at zero
     if (this.bulkFrom < 0) {
-      this.rec32s[id * REC + W_NEXT6] = NO_BINDING;
+      this.aux[id * AUX + A_NEXT6] = NO_BINDING;
       this.index6(id, hash16(this.rec8, id * REC_BYTES));
     }
     this.placePorts(id, b.ipv4, b.ports);
@@ -376,7 +491,7 @@ export class BindingTable {
     }
     this.writeFields(id, b);
     if (!sameV6) {
-      this.rec32s[id * REC + W_NEXT6] = NO_BINDING;
+      this.aux[id * AUX + A_NEXT6] = NO_BINDING;
       this.index6(id, hash16(this.rec8, id * REC_BYTES));
     }
     if (!samePorts) this.placePorts(id, b.ipv4, b.ports);
@@ -395,20 +510,21 @@ export class BindingTable {
     this.onChange?.(id, 'remove');
   }
 
-  /** Fill the record (all but the IPv6 chain) and the set's shape. */
+  /** Fill the record (all but the IPv6 chain and the counters) and the set's shape. */
   private writeFields(id: number, b: BindingInput): void {
     const r = id * REC;
     this.rec8.set(b.ipv6, id * REC_BYTES);
-    this.rec32[r + W_IPV4] = b.ipv4 >>> 0;
+    this.rec32[r + W_MARK] = NO_MARK; // the address or ports may be new: mark again
+    this.aux[id * AUX + A_IPV4] = b.ipv4 | 0;
     this.rec32[r + W_BR_MTU] = (((b.br ?? 0) & 0xffff) << 16 | ((b.mtu ?? 0) & 0xffff)) >>> 0;
     const ps = b.ports.psid;
     if (ps !== undefined) {
       this.live[id] = PSID;
-      this.rec32[r + W_SET] = ((ps.offset << 24) | (ps.length << 16) | ps.id) >>> 0;
+      this.aux[id * AUX + A_SET] = (ps.offset << 24) | (ps.length << 16) | ps.id;
     } else {
       // Any other set is a contiguous range (PortSet's kinds are 'range' and 'psid').
       this.live[id] = RANGE;
-      this.rec32[r + W_SET] = ((b.ports.min << 16) | b.ports.max) >>> 0;
+      this.aux[id * AUX + A_SET] = (b.ports.min << 16) | b.ports.max;
     }
   }
 
@@ -416,11 +532,15 @@ export class BindingTable {
     const live = new Uint8Array(cap);
     live.set(this.live);
     this.live = live;
-    const buf = new ArrayBuffer(cap * REC_BYTES);
-    new Uint8Array(buf).set(this.rec8);
-    this.rec8 = new Uint8Array(buf);
-    this.rec32 = new Uint32Array(buf);
-    this.rec32s = new Int32Array(buf);
+    const buf = this.bigBuffer(RECORDS_AT + cap * REC_BYTES);
+    const rec8 = new Uint8Array(buf, RECORDS_AT, cap * REC_BYTES);
+    rec8.set(this.rec8);
+    this.rec8 = rec8;
+    this.rec32 = new Uint32Array(buf, RECORDS_AT, cap * REC);
+    this.slots = new Float64Array(buf, RECORDS_AT, cap * RECORD_F64);
+    const aux = new Int32Array(cap * AUX);
+    aux.set(this.aux);
+    this.aux = aux;
     this.names.grow(cap);
     this.cap = cap;
     if (this.h6.length < cap * 4) this.rehash6(pow2AtLeast(cap * 2));
@@ -430,7 +550,7 @@ export class BindingTable {
 
   /** Index binding `id`, whose address hashes to h (hash16 of its record) and whose chain is ended (NO_BINDING). */
   private index6(id: number, h: number): void {
-    const n6 = this.rec32s;
+    const n6 = this.aux;
     const a6 = this.rec8;
     const at = id * REC_BYTES;
     // One probe: the address's slot (another binding of the same CPE: chain after its head), else
@@ -446,8 +566,8 @@ export class BindingTable {
         if (free < 0) free = s;
       } else if (h6[2 * s + 1] === h && this.ipv6Is(v - 1, a6, at)) {
         const head = v - 1;
-        n6[id * REC + W_NEXT6] = n6[head * REC + W_NEXT6]!;
-        n6[head * REC + W_NEXT6] = id;
+        n6[id * AUX + A_NEXT6] = n6[head * AUX + A_NEXT6]!;
+        n6[head * AUX + A_NEXT6] = id;
         return;
       }
     }
@@ -469,8 +589,8 @@ export class BindingTable {
   private unindex6(id: number): void {
     const h6 = this.h6;
     const mask = (h6.length >>> 1) - 1;
-    const n6 = this.rec32s;
-    const next = (x: number): number => n6[x * REC + W_NEXT6]!;
+    const n6 = this.aux;
+    const next = (x: number): number => n6[x * AUX + A_NEXT6]!;
     const at = id * REC_BYTES;
     const h = hash16(this.rec8, at);
     let s = h & mask;
@@ -486,15 +606,15 @@ export class BindingTable {
     } else {
       let p = head;
       while (next(p) !== id && next(p) >= 0) p = next(p);
-      if (next(p) === id) n6[p * REC + W_NEXT6] = next(id);
+      if (next(p) === id) n6[p * AUX + A_NEXT6] = next(id);
     }
-    n6[id * REC + W_NEXT6] = NO_BINDING;
+    n6[id * AUX + A_NEXT6] = NO_BINDING;
   }
 
   /** A new IPv6 index of `slots` slots, without the deleted marks (the hashes are in the slots: no record is read). */
   private rehash6(slots: number): void {
     const old = this.h6;
-    const h6 = new Int32Array(2 * slots);
+    const h6 = new Int32Array(this.bigBuffer(8 * slots));
     const mask = slots - 1;
     let used = 0;
     for (let i = 0; i < old.length; i += 2) {
@@ -517,15 +637,16 @@ export class BindingTable {
     let e = this.addrs.get(ipv4);
     const psid = set.psid;
     if (e === undefined) {
-      e = { count: 0, a: 0, k: 0, psidIds: null, coarse: null };
+      e = { count: 0, a: 0, k: 0, psidIds: null, coarse: null, base: 0 };
       if (psid !== undefined) {
         e.a = psid.offset;
         e.k = psid.length;
-        e.psidIds = new Int32Array(1 << psid.length).fill(NO_BINDING);
+        e.psidIds = this.portTable(e, 1 << psid.length);
       } else {
-        e.coarse = new Int32Array(BLOCKS).fill(NO_BINDING);
+        e.coarse = this.portTable(e, BLOCKS);
       }
       this.addrs.set(ipv4, e);
+      this.indexAddr(ipv4, e);
     }
     if (e.psidIds !== null && (psid === undefined || psid.offset !== e.a || psid.length !== e.k)) this.toBlockMode(ipv4, e);
     e.count++;
@@ -548,20 +669,65 @@ export class BindingTable {
     }
     if (--e.count === 0) {
       if (e.coarse !== null) for (const c of e.coarse) this.freeBlock(c);
+      this.freePortTable(e.base, (e.coarse ?? e.psidIds!).length);
       this.addrs.delete(ipv4);
+      this.addrIdx.delete(ipv4);
     }
   }
 
   /** Re-index an address in block mode (a binding of another shape arrived). */
   private toBlockMode(ipv4: number, e: AddrPorts): void {
     const ids = e.psidIds!;
+    const oldBase = e.base;
     e.psidIds = null;
-    e.coarse = new Int32Array(BLOCKS).fill(NO_BINDING);
+    e.coarse = this.portTable(e, BLOCKS);
     for (const id of ids) {
       if (id < 0) continue;
       for (const [first, last] of this.setOf(id).chunks()) this.fillRange(e, first, last, id);
     }
-    void ipv4;
+    this.indexAddr(ipv4, e); // the packet path sees the new table once it is whole
+    this.freePortTable(oldBase, ids.length);
+  }
+
+  /**
+   * A port table of n entries, all NO_BINDING: a view into one of a few big chunks rather than an
+   * array of its own, so that the tables of all addresses lie together in huge pages (a lookup
+   * in a big table is then a cache miss, not a TLB miss as well). Freed ones are reused by size.
+   */
+  private portTable(e: AddrPorts, n: number): Int32Array {
+    let base = this.freeTables.get(n)?.pop();
+    if (base === undefined) {
+      if (this.chunkUsed + n > 1 << CHUNK_SHIFT) {
+        this.chunks.push(new Int32Array(this.bigBuffer(4 << CHUNK_SHIFT)));
+        this.chunkUsed = 0;
+      }
+      base = ((this.chunks.length - 1) << CHUNK_SHIFT) + this.chunkUsed;
+      this.chunkUsed += n;
+    }
+    e.base = base;
+    return this.chunks[base >>> CHUNK_SHIFT]!.subarray(base & CHUNK_MASK, (base & CHUNK_MASK) + n).fill(NO_BINDING);
+  }
+
+  /** Give back the port table of n entries at `base` (see portTable). */
+  private freePortTable(base: number, n: number): void {
+    let free = this.freeTables.get(n);
+    if (free === undefined) this.freeTables.set(n, (free = []));
+    free.push(base);
+  }
+
+  /** Publish address `ipv4`'s table shape and place to the packet path (see entryOf). */
+  private indexAddr(ipv4: number, e: AddrPorts): void {
+    const s = this.addrIdx.add(ipv4);
+    if (s >= this.aShape.length) {
+      const shape = new Int32Array(this.aShape.length * 2);
+      shape.set(this.aShape);
+      this.aShape = shape;
+      const base = new Int32Array(this.aBase.length * 2);
+      base.set(this.aBase);
+      this.aBase = base;
+    }
+    this.aShape[s] = e.psidIds !== null ? (e.a << 8) | e.k : -1;
+    this.aBase[s] = e.base;
   }
 
   /** Set ports first..last to `id` (or, when clearing, to NO_BINDING where they hold `only`). */
@@ -695,7 +861,7 @@ export class BindingTable {
 
   /** Memory held by the table's typed arrays, in bytes (for the scale bench and metrics). */
   bytes(): number {
-    let n = this.live.byteLength + this.rec8.byteLength + this.h6.byteLength + this.names.bytes();
+    let n = this.live.byteLength + this.rec8.byteLength + this.aux.byteLength + this.h6.byteLength + this.names.bytes();
     for (const e of this.addrs.values()) n += (e.coarse?.byteLength ?? 0) + (e.psidIds?.byteLength ?? 0);
     n += this.fine.byteLength + this.splits.byteLength;
     return n;

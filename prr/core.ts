@@ -80,6 +80,8 @@ export interface Verdict {
   from: number;
   /** fromTunnel: the source port (ICMP echo id) that passed source validation, or -1 (ports active). */
   srcPort: number;
+  /** fromTunnel, with srcPort: the source address that passed it (the binding's shared address). */
+  srcAddr: number;
   /** The packet to send is one the PRR made (an ICMPv4 error): it lives in a scratch buffer. */
   generated: boolean;
   hairpin: boolean;
@@ -100,7 +102,7 @@ export interface Verdict {
 
 export function newVerdict(): Verdict {
   return {
-    action: 0, reason: -1, buf: Buffer.alloc(0), off: 0, len: 0, to: -1, from: -1, srcPort: -1, generated: false, hairpin: false, pmtuLowered: -1,
+    action: 0, reason: -1, buf: Buffer.alloc(0), off: 0, len: 0, to: -1, from: -1, srcPort: -1, srcAddr: 0, generated: false, hairpin: false, pmtuLowered: -1,
     foreign: false, ip6: Buffer.alloc(0), ip6Off: 0,
   };
 }
@@ -355,6 +357,7 @@ export class PrrCore {
     }
     v.from = id;
     v.srcPort = this.port;
+    v.srcAddr = ip.src;
     const br = this.policy.brAddresses[t.brOf(id)];
     if (br !== undefined && br.compare(dst6, dstOff, dstOff + 16, 0, 16) !== 0) {
       return this.icmp6ToCpe(v, Drop.wrong_endpoint, src6, srcOff, dst6, dstOff, buf, off, ip.totalLen);

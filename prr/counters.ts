@@ -6,6 +6,7 @@
  */
 import { DECODE_ERROR_NAMES } from '../common/codec/result.js';
 import { REASSEMBLY_DROP_NAMES } from './reassembly.js';
+import { COUNTERS_AT, RECORD_F64, type BindingTable } from './bindings.js';
 
 /** Why the PRR dropped a packet. Names are stable: they are metric labels. */
 export const DROP_REASON_NAMES = [
@@ -65,11 +66,15 @@ export const GLOBAL_NAMES = [
 export type GlobalName = (typeof GLOBAL_NAMES)[number];
 export const G = Object.fromEntries(GLOBAL_NAMES.map((n, i) => [n, i])) as { readonly [K in GlobalName]: number };
 
-/** Per-binding counters, indexed by binding id * PER_BINDING + slot. */
+/**
+ * Per-binding counters, at perBinding[binding id * PER_BINDING + B.name]. Once attached to the
+ * binding table they live in its records, beside what a packet reads of its binding (one cache
+ * line per binding, see prr/bindings.ts): hence the stride of a record and B's offset in it.
+ */
 export const BINDING_NAMES = ['from_cpe_packets', 'from_cpe_bytes', 'to_cpe_packets', 'to_cpe_bytes', 'drops'] as const;
 export type BindingCounterName = (typeof BINDING_NAMES)[number];
-export const B = Object.fromEntries(BINDING_NAMES.map((n, i) => [n, i])) as { readonly [K in BindingCounterName]: number };
-export const PER_BINDING = BINDING_NAMES.length;
+export const B = Object.fromEntries(BINDING_NAMES.map((n, i) => [n, COUNTERS_AT + i])) as { readonly [K in BindingCounterName]: number };
+export const PER_BINDING = RECORD_F64;
 
 /** What the counters read of a reassembler (prr/reassembly.ts). */
 export interface ReassemblyView {
@@ -85,26 +90,47 @@ export class PrrCounters {
   readonly drops4 = new Float64Array(DROP_REASON_NAMES.length);
   /** Drops of packets that came through the tunnel (IPv6 side), by reason. */
   readonly drops6 = new Float64Array(DROP_REASON_NAMES.length);
-  perBinding: Float64Array;
+  private own: Float64Array;
+  private table: BindingTable | undefined;
 
   constructor(bindings = 1024) {
-    this.perBinding = new Float64Array(Math.max(16, bindings) * PER_BINDING);
+    this.own = new Float64Array(Math.max(16, bindings) * PER_BINDING);
   }
 
-  /** Make room for binding ids below `limit`. */
+  /** The per-binding counters: the table's records once attached, else an array of the same layout. */
+  get perBinding(): Float64Array {
+    return this.table !== undefined ? this.table.slots : this.own;
+  }
+
+  /**
+   * Keep the per-binding counters in `table`'s records (what `prr run` does): the counters of
+   * every binding id the table has handed out, growing with it. Counts made before are kept.
+   */
+  attach(table: BindingTable): void {
+    const from = this.own;
+    const to = table.slots;
+    for (let i = 0; i < from.length && i < to.length; i += PER_BINDING) {
+      for (let s = COUNTERS_AT; s < COUNTERS_AT + BINDING_NAMES.length; s++) to[i + s] = from[i + s]!;
+    }
+    this.table = table;
+    this.own = new Float64Array(0);
+  }
+
+  /** Make room for binding ids below `limit` (attached: the table makes room as it grows). */
   ensure(limit: number): void {
-    if (limit * PER_BINDING <= this.perBinding.length) return;
-    let n = this.perBinding.length;
+    if (this.table !== undefined || limit * PER_BINDING <= this.own.length) return;
+    let n = this.own.length;
     while (n < limit * PER_BINDING) n *= 2;
     const a = new Float64Array(n);
-    a.set(this.perBinding);
-    this.perBinding = a;
+    a.set(this.own);
+    this.own = a;
   }
 
   /** Zero the counters of a binding id (a new binding that reuses a released id). */
   resetBinding(id: number): void {
     this.ensure(id + 1);
-    this.perBinding.fill(0, id * PER_BINDING, (id + 1) * PER_BINDING);
+    const at = id * PER_BINDING + COUNTERS_AT;
+    this.perBinding.fill(0, at, at + BINDING_NAMES.length);
   }
 
   binding(id: number, slot: number): number {

@@ -27,6 +27,7 @@ import { PrrCore } from './core.js';
 import { PrrCounters } from './counters.js';
 import { PrrDataplane } from './dataplane.js';
 import { PortActivity } from './port-activity.js';
+import { softAdvice } from './memory-advice.js';
 import { prrRegistry } from './metrics.js';
 import { serveMetrics, type MetricsServer } from '../common/metrics-server.js';
 import { loadPrrModel, type PrrModel } from './model.js';
@@ -42,6 +43,8 @@ export interface PrrIo {
   ip(args: string[]): void;
   /** Write a sysctl under /proc/sys (best effort). */
   sysctl(key: string, value: string): void;
+  /** Memory advice for the big tables, given each buffer before it is filled (absent: none). */
+  adviseMemory?(buf: ArrayBuffer): unknown;
 }
 
 export interface Prr {
@@ -104,8 +107,10 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
     log.warn('IPv4 forwarding is off on this host (net.ipv4.ip_forward = 0): decapsulated traffic will not reach the Internet; run `sysctl -w net.ipv4.ip_forward=1`');
   }
   // Sized for the static bindings plus room to grow (both double when full).
-  const table = new BindingTable(model.bindings.length + 1024);
-  const counters = new PrrCounters(model.bindings.length + 1024);
+  const adviseMemory = io.adviseMemory !== undefined ? softAdvice((buf) => io.adviseMemory!(buf), log) : undefined;
+  const table = new BindingTable(model.bindings.length + 1024, adviseMemory !== undefined ? { adviseMemory } : {});
+  const counters = new PrrCounters();
+  counters.attach(table); // per-binding counters in the binding records: one cache line a packet
   table.onChange = (id, what) => {
     if (what === 'add') counters.resetBinding(id);
   };
@@ -152,7 +157,7 @@ export async function startPrr(model: PrrModel, log: Logger, io: PrrIo): Promise
     onPmtuRaised: (id, mtu) => log.info(`path MTU toward ${table.subscriberOf(id)}: ${model.pmtuTimeout} s since the last Packet Too Big, trying tunnel MTU ${mtu} again`),
   });
   // Ports active: only when something reads it (the metrics), and not when turned off.
-  const activity = model.metrics.enabled && model.metrics.portsActive ? new PortActivity() : undefined;
+  const activity = model.metrics.enabled && model.metrics.portsActive ? new PortActivity(adviseMemory !== undefined ? { adviseMemory } : {}) : undefined;
   activity?.start();
   const dataplane = new PrrDataplane(core, counters, tun, tunnel, {
     log,

@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 import type { CliIo } from '../common/cli.js';
 import { createLogger, type Logger } from '../common/log.js';
-import { openIcmp6, openTun, openTunnel6 } from '../common/native/index.js';
+import { adviseHugePages, openIcmp6, openTun, openTunnel6 } from '../common/native/index.js';
 import { controlRequest, ControlError, type SubscriberView } from './control.js';
 import { ipCommand, startPrr, writeSysctl, type Prr } from './daemon.js';
 import { loadPrrModel } from './model.js';
@@ -26,6 +26,7 @@ async function start(file: string): Promise<{ prr: Prr; log: Logger }> {
     openTun: (name, opts) => openTun({ name, rawOutput: opts?.rawOutput ?? false, offload: opts?.offload ?? false }),
     openTunnel: (bind) => openTunnel6({ bind }),
     openIcmp6: (bind) => openIcmp6({ bind }),
+    adviseMemory: (buf) => adviseHugePages(buf),
     ip: ipCommand,
     sysctl: writeSysctl,
   });

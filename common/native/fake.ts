@@ -359,3 +359,10 @@ export class FakeIcmp6 implements Icmp6Socket {
     this.closed = true;
   }
 }
+
+/** adviseHugePages without the addon: advises nothing (returns 0 bytes), for tests with fakes. */
+export function adviseHugePages(buf: ArrayBuffer, opts: { collapse?: boolean } = {}): number {
+  void buf;
+  void opts;
+  return 0;
+}

@@ -323,3 +323,83 @@ t.test('1,000,000 bindings: lookups exact, memory small', async (t) => {
   const mb = tbl.bytes() / 2 ** 20;
   t.ok(mb < 256, `typed arrays of the table: ${mb.toFixed(1)} MiB`);
 });
+
+t.test('lookupPorts answers as lookupPort does, pair by pair (PSID mode, block mode, splits, fine tables, misses)', async (t) => {
+  const tbl = new BindingTable();
+  for (let i = 0; i < 40; i++) tbl.add(bind(`p${i}`, 1000 + i, new PsidSet(6, 6, i + 1), 0xc0000201));
+  for (let i = 0; i < 40; i++) tbl.add(bind(`k${i}`, 2000 + i, new PsidSet(0, 10, i, { allowSystemPorts: true }), 0xc0000202));
+  tbl.add(bind('r1', 3000, new PortRange(1024, 2047), 0xc0000203));
+  tbl.add(bind('r2', 3001, new PortRange(2048, 2050), 0xc0000203)); // a fine table (three owners in a block)
+  tbl.add(bind('r3', 3002, new PortRange(2051, 2100), 0xc0000203)); // a split at 2101
+  const n = 5000;
+  const ips = new Uint32Array(n);
+  const ports = new Uint16Array(n);
+  const addrs = [0xc0000201, 0xc0000202, 0xc0000203, 0xc0000204];
+  let x = 12345;
+  for (let i = 0; i < n; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    ips[i] = addrs[(x >>> 8) % 4]!;
+    ports[i] = i % 3 === 0 ? 1000 + (x % 1200) : x & 0xffff;
+  }
+  const out = new Int32Array(n);
+  tbl.lookupPorts(ips, ports, n, out);
+  let same = 0;
+  const kinds = new Set<number>();
+  for (let i = 0; i < n; i++) {
+    const want = tbl.lookupPort(ips[i]!, ports[i]!);
+    if (out[i] === want) same++;
+    kinds.add(want < 0 ? want : 0);
+  }
+  t.equal(same, n, 'every answer the same');
+  t.same([...kinds].sort(), [NOT_SHARED, NO_BINDING, 0].sort(), 'bindings, unbound ports and unshared addresses were all asked');
+});
+
+t.test('port tables in shared chunks: addresses that come and go, and a PSID table turned block table, stay exact', async (t) => {
+  const tbl = new BindingTable();
+  const ids = new Map<number, number>(); // address -> its one binding
+  let x = 7;
+  const rnd = (): number => (x = (Math.imul(x, 1103515245) + 12345) >>> 0);
+  for (let step = 0; step < 3000; step++) {
+    const ip = 0xcb007100 + (rnd() % 60);
+    const had = ids.get(ip);
+    if (had !== undefined) {
+      tbl.remove(had);
+      ids.delete(ip);
+    } else {
+      const ports = rnd() % 2 === 0 ? new PsidSet(4, 8, rnd() % 256, { allowSystemPorts: true }) : new PortRange(2000 + (rnd() % 100), 3000);
+      ids.set(ip, tbl.add(bind(`a${step}`, step, ports, ip)));
+    }
+  }
+  let bad = 0;
+  for (let a = 0; a < 60; a++) {
+    const ip = 0xcb007100 + a;
+    for (let p = 0; p < 65536; p += 37) if (tbl.lookupPort(ip, p) !== brute(tbl, ip, p)) bad++;
+  }
+  t.equal(bad, 0, 'after 3000 adds and removes on 60 addresses (tables freed and reused)');
+  // A PSID address gets a range: its table becomes a block table in another place of the chunks.
+  const ip = 0xcb007200;
+  const p1 = tbl.add(bind('psid', 90001, new PsidSet(4, 8, 3, { allowSystemPorts: true }), ip));
+  const r = tbl.add(bind('range', 90002, new PortRange(100, 199, { allowSystemPorts: true }), ip));
+  for (let p = 0; p < 65536; p += 7) if (tbl.lookupPort(ip, p) !== brute(tbl, ip, p)) bad++;
+  t.equal(bad, 0, 'mixed shapes on one address');
+  t.equal(tbl.lookupPort(ip, 150), r);
+  t.equal(tbl.lookupPort(ip, [...new PsidSet(4, 8, 3, { allowSystemPorts: true }).chunks()][0]![0]), p1);
+});
+
+t.test('the memory advice is given the big buffers before they are filled', async (t) => {
+  const seen: number[] = [];
+  const tbl = new BindingTable(1024, {
+    adviseMemory: (buf) => {
+      seen.push(buf.byteLength);
+      t.ok(new Uint8Array(buf).every((b) => b === 0), 'untouched when advised');
+    },
+  });
+  t.ok(seen.length >= 2, 'records and IPv6 index at construction');
+  t.ok(seen.includes(48 + 1024 * 64), 'the records (64 bytes each, behind 48 bytes of alignment)');
+  const before = seen.length;
+  tbl.add(bind('a', 1, new PortRange(10000, 10999)));
+  t.ok(seen.slice(before).includes(16 << 20), 'a chunk of port tables (16 MiB) with the first address');
+  tbl.ensureCapacity(5000);
+  t.ok(seen.includes(48 + 8192 * 64), 'the grown records');
+  t.equal(tbl.lookupPort(V4, 10500), 0, 'and the table works');
+});

@@ -70,3 +70,27 @@ t.test('prune forgets addresses that are no longer shared', async (t) => {
   p.mark(A, 10001); // the one-entry cache was A's: a new bitmap, not the pruned one
   t.equal(p.countAddress(A), 1);
 });
+
+t.test('peek reads the word mark would change, and marks nothing', async (t) => {
+  const p = new PortActivity();
+  t.equal(p.peek(A, 10000), 0, 'an address never seen');
+  t.equal(p.countAddress(A), 0, 'peek did not make the address active');
+  p.mark(A, 10001);
+  t.equal(p.peek(A, 10000), 1 << (10001 & 31), 'the word of ports 9984-10015, port 10001 set');
+  t.equal(p.peek(A, 10050), 0, 'another word');
+  p.mark(B, 5);
+  t.equal(p.peek(A, 10000), 1 << (10001 & 31), 'not the last address marked');
+  t.equal(p.countAddress(A), 1, 'still one port');
+});
+
+t.test('bitmaps in chunks: a pruned address\'s slot is reused with its old bits cleared; chunks are advised', async (t) => {
+  const advised: number[] = [];
+  const p = new PortActivity({ adviseMemory: (b) => advised.push(b.byteLength) });
+  for (let i = 0; i < 1500; i++) p.mark(0xc6336400 + i, i); // two chunks of 1024 addresses
+  t.same(advised, [16 << 20, 16 << 20], 'each 16 MiB chunk advised once');
+  p.prune((ip) => ip !== 0xc6336400 + 7);
+  p.mark(0xcb007101, 20);
+  t.equal(p.countAddress(0xcb007101), 1, 'the new address has only its own port');
+  t.equal(p.countAddress(0xc6336400 + 8), 1, 'the others keep theirs');
+  t.equal(p.bytes(), 1500 * 16384, '16 KiB per address');
+});

@@ -149,6 +149,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"originalDst", NULL, original_dst, NULL, NULL, NULL, napi_enumerable, NULL},
       {"gsoSplit", NULL, gso_split, NULL, NULL, NULL, napi_enumerable, NULL},
       {"groCoalesce", NULL, gro_coalesce, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"adviseHugePages", NULL, advise_huge_pages, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   napi_value n;

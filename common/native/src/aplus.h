@@ -86,6 +86,7 @@ napi_value poll_stop(napi_env env, napi_callback_info info);
 napi_value original_dst(napi_env env, napi_callback_info info);
 napi_value gso_split(napi_env env, napi_callback_info info);
 napi_value gro_coalesce(napi_env env, napi_callback_info info);
+napi_value advise_huge_pages(napi_env env, napi_callback_info info);
 
 #define ARGS(n)                                                                 \
   size_t argc = (n);                                                            \
