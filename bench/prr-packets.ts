@@ -73,11 +73,19 @@ ports = ${CPE_PORTS}
   return parts.join('\n');
 }
 
+/**
+ * A UDP datagram as a Linux host's unconnected socket sends it: DF set (IP_PMTUDISC_WANT, the
+ * default) and IP ID 0 (an atomic datagram, RFC 6864). Not DF with ID 0, which almost no host
+ * sends: the PRR's raw IPv4 output would have the kernel pick an ID for each (IP_HDRINCL fills a
+ * zero ID of a non-DF packet by hashing source and destination into a table of up to 2 MB), a kernel cost
+ * that grows with the number of addresses in the traffic and is no part of the PRR's lookups.
+ */
 function ipv4Udp(src: string, dst: string, sport: number, dport: number): Buffer {
   const len = 20 + 8 + PAYLOAD;
   const b = Buffer.alloc(len);
   b[0] = 0x45;
   b.writeUInt16BE(len, 2);
+  b.writeUInt16BE(0x4000, 6); // DF
   b[8] = 64;
   b[9] = 17;
   const s = parseIpv4(src);
